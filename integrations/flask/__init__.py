@@ -1,0 +1,1 @@
+"""sharedsock integrations."""

@@ -1,0 +1,157 @@
+"""How a worker gets its WSGI app.
+
+A spawned worker is a fresh interpreter, so it cannot be handed the master's
+app object: it gets a *loader* (an import path to a function) and JSON-able
+arguments, and builds the app itself. Forked workers may instead inherit a
+callable. Loading in the worker, not the master, is also what lets a reload
+pick up new code.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib
+import sys
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from .errors import AppLoadError, ConfigError
+
+DEFAULT_LOADER = "sharedsock.appspec:load_target"
+
+
+@dataclass(frozen=True)
+class AppSpec:
+    """Either ``app`` (a callable, fork only) or ``loader`` + ``args`` (any start method)."""
+
+    loader: str | None = None
+    args: dict[str, Any] = field(default_factory=dict)
+    app: Callable | None = None
+    name: str = "app"
+
+    @classmethod
+    def from_target(cls, target: str) -> "AppSpec":
+        parse_target(target)  # syntax errors are configuration errors, raised before anything starts
+        return cls(loader=DEFAULT_LOADER, args={"target": target}, name=target)
+
+    @classmethod
+    def from_callable(cls, app: Callable) -> "AppSpec":
+        if not callable(app):
+            raise ConfigError(f"the app must be a WSGI callable or an import string, got {app!r}")
+        name = getattr(app, "__qualname__", None) or type(app).__name__
+        module = getattr(app, "__module__", None)
+        return cls(app=app, name=f"{module}:{name}" if module else name)
+
+    def to_dict(self) -> dict[str, Any]:
+        if self.loader is None:
+            raise ConfigError("an app object cannot be sent to a spawned worker; pass an import "
+                              "string such as 'package.module:app', or use --start-method fork")
+        return {"loader": self.loader, "args": self.args, "name": self.name}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "AppSpec":
+        return cls(loader=data["loader"], args=data["args"], name=data["name"])
+
+    def load(self) -> Callable:
+        if self.app is not None:
+            return self.app
+        assert self.loader is not None
+        loader = import_object(self.loader)
+        return loader(**self.args)
+
+
+def import_object(path: str) -> Any:
+    """``package.module:attribute.path`` -> the object (used for loaders, which are ours)."""
+    module_name, _, attr = path.partition(":")
+    obj = importlib.import_module(module_name)
+    for part in attr.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+@dataclass(frozen=True)
+class Target:
+    module: str
+    attribute: str | None
+    call_args: tuple | None  # None: not a call; () or (args...) for "factory(...)"
+    call_kwargs: dict[str, Any] | None
+
+
+def parse_target(target: str) -> Target:
+    """Parse ``pkg.mod``, ``pkg.mod:app`` or ``pkg.mod:create_app('x', debug=True)``."""
+    if not isinstance(target, str) or not target.strip():
+        raise ConfigError("no app given: expected MODULE:APP, e.g. myproject.wsgi:application")
+    module, sep, rest = target.strip().partition(":")
+    if not module or not all(p.isidentifier() for p in module.split(".")):
+        raise ConfigError(f"invalid app target {target!r}: {module!r} is not a module name")
+    if not sep:
+        return Target(module, None, None, None)
+    try:
+        expr = ast.parse(rest.strip(), mode="eval").body
+    except SyntaxError:
+        raise ConfigError(f"invalid app target {target!r}: cannot parse {rest!r}") from None
+    if isinstance(expr, ast.Name):
+        return Target(module, expr.id, None, None)
+    if isinstance(expr, ast.Attribute):
+        return Target(module, ast.unparse(expr), None, None)
+    if isinstance(expr, ast.Call) and isinstance(expr.func, (ast.Name, ast.Attribute)):
+        try:
+            args = tuple(ast.literal_eval(a) for a in expr.args)
+            kwargs = {k.arg: ast.literal_eval(k.value) for k in expr.keywords if k.arg}
+        except ValueError:
+            raise ConfigError(f"invalid app target {target!r}: factory arguments must be "
+                              "Python literals") from None
+        if any(k.arg is None for k in expr.keywords):
+            raise ConfigError(f"invalid app target {target!r}: **kwargs is not supported")
+        return Target(module, ast.unparse(expr.func), args, kwargs)
+    raise ConfigError(f"invalid app target {target!r}: expected a name or a call such as "
+                      "create_app()")
+
+
+def load_target(target: str) -> Callable:
+    """The default loader: import the module named by ``target`` and find the WSGI callable."""
+    spec = parse_target(target)
+    try:
+        module = importlib.import_module(spec.module)
+    except ModuleNotFoundError as exc:
+        if exc.name and (spec.module == exc.name or spec.module.startswith(exc.name + ".")):
+            raise AppLoadError(f"cannot import {spec.module!r}: no module named {exc.name!r} "
+                               f"(is the current directory or --pythonpath right?)") from None
+        raise
+    if spec.attribute is None:
+        for name in ("application", "app"):
+            if hasattr(module, name):
+                obj = getattr(module, name)
+                break
+        else:
+            raise AppLoadError(f"module {spec.module!r} has no 'application' or 'app'; "
+                               f"name the app as {spec.module}:NAME")
+        attr_name = name
+    else:
+        obj = module
+        for part in spec.attribute.split("."):
+            try:
+                obj = getattr(obj, part)
+            except AttributeError:
+                raise AppLoadError(f"module {spec.module!r} has no attribute "
+                                   f"{spec.attribute!r}") from None
+        attr_name = spec.attribute
+    if spec.call_args is not None:
+        if not callable(obj):
+            raise AppLoadError(f"{spec.module}:{attr_name} is not callable, cannot call it")
+        obj = obj(*spec.call_args, **(spec.call_kwargs or {}))
+        attr_name += "()"
+    if not callable(obj):
+        raise AppLoadError(f"{spec.module}:{attr_name} is not a WSGI callable "
+                           f"(got {type(obj).__name__})")
+    return obj
+
+
+def loaded_module_files() -> list[str]:
+    """Source files of every imported module: what ``--reload`` watches."""
+    files = []
+    for module in list(sys.modules.values()):
+        path = getattr(module, "__file__", None)
+        if path and isinstance(path, str):
+            files.append(path)
+    return files

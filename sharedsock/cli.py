@@ -1,0 +1,97 @@
+"""``sharedsock [options] MODULE:APP``: argparse generated from ``config.OPTIONS``."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Any, Iterable, Sequence
+
+from . import __version__
+from .appspec import AppSpec
+from .config import OPTIONS, Option, format_config
+from .errors import ConfigError, SharedsockError
+
+
+class _OneLineParser(argparse.ArgumentParser):
+    """argparse prints usage before its error; a user wants just the error line."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def add_option_arguments(parser: argparse.ArgumentParser, skip: Iterable[str] = ()) -> None:
+    """Add one argument per option, grouped by section; defaults stay None so we know what was given."""
+    skipped = set(skip)
+    groups: dict[str, Any] = {}
+    for option in OPTIONS:
+        if option.name in skipped:
+            continue
+        group = groups.get(option.section)
+        if group is None:
+            group = groups[option.section] = parser.add_argument_group(option.section)
+        group.add_argument(*option_flags(option), **argparse_kwargs(option))
+
+
+def option_flags(option: Option) -> list[str]:
+    return [option.short, option.flag] if option.short else [option.flag]
+
+
+def help_text(option: Option) -> str:
+    return f"{option.help} [default: {option.describe_default()}; env {option.env}]"
+
+
+def argparse_kwargs(option: Option) -> dict[str, Any]:
+    kwargs: dict[str, Any] = {"dest": option.name, "default": None,
+                              "help": help_text(option).replace("%", "%%")}
+    if option.is_flag:
+        kwargs["action"] = argparse.BooleanOptionalAction
+    else:
+        kwargs["metavar"] = option.metavar
+        if option.multiple:
+            kwargs["action"] = "append"
+    return kwargs
+
+
+def given_options(namespace: argparse.Namespace) -> dict[str, Any]:
+    values = vars(namespace)
+    return {o.name: values[o.name] for o in OPTIONS if values.get(o.name) is not None}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _OneLineParser(
+        prog="sharedsock",
+        description="Serve a WSGI app: one master binds the sockets, N workers share them.",
+        epilog="Every option can also be set with its SHAREDSOCK_* environment variable; "
+               "command-line flags win.",
+    )
+    parser.add_argument("app", nargs="?", metavar="MODULE:APP",
+                        help="the WSGI app: package.module:app, package.module:create_app(), "
+                             "or package.module (finds 'application' or 'app')")
+    parser.add_argument("--print-config", action="store_true",
+                        help="print the resolved configuration and exit")
+    parser.add_argument("--version", action="version", version=f"sharedsock {__version__}")
+    add_option_arguments(parser)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from .runner import resolve, run
+
+    try:
+        config = resolve(given_options(args), source="command line")
+        if args.print_config:
+            print(format_config(config))
+            return 0
+        if not args.app:
+            parser.error("no app given: expected MODULE:APP, e.g. myproject.wsgi:application")
+        spec = AppSpec.from_target(args.app)
+        if os.getcwd() not in sys.path:
+            sys.path.insert(0, os.getcwd())  # like python -m: the current directory is importable
+        master = run(config, spec)
+    except SharedsockError as exc:
+        print(f"sharedsock: error: {exc}", file=sys.stderr)
+        return getattr(exc, "exit_code", 2)
+    return master.exit_code

@@ -1,0 +1,403 @@
+"""Every option sharedsock understands, declared exactly once.
+
+The command line, ``SHAREDSOCK_*`` environment variables, ``serve(**options)``,
+the Flask and Django commands and the README table are all generated from
+``OPTIONS``, so an option can never exist in one front end and not another.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import os
+import sys
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Mapping
+
+from .errors import ConfigError
+
+ENV_PREFIX = "SHAREDSOCK_"
+
+
+def _default_workers() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+def _default_start_method() -> str:
+    return "fork" if hasattr(os, "fork") else "spawn"
+
+
+# Converters take a raw value (a string from the command line or the
+# environment, or a Python value from serve()) and return the typed value or
+# raise ValueError with a message that fits after "--option: ".
+
+
+def to_int(value: Any) -> int:
+    if isinstance(value, bool):
+        raise ValueError(f"expected an integer, got {value!r}")
+    if isinstance(value, int):
+        return value
+    try:
+        return int(str(value).strip().replace("_", ""))
+    except ValueError:
+        raise ValueError(f"expected an integer, got {value!r}") from None
+
+
+def to_float(value: Any) -> float:
+    if isinstance(value, bool):
+        raise ValueError(f"expected a number of seconds, got {value!r}")
+    try:
+        result = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"expected a number of seconds, got {value!r}") from None
+    if result != result or result in (float("inf"), float("-inf")):
+        raise ValueError(f"expected a finite number, got {value!r}")
+    return result
+
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+def to_bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise ValueError(f"expected true or false, got {value!r}")
+
+
+def to_str(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"expected a string, got {value!r}")
+    return value
+
+
+def to_str_list(value: Any) -> tuple[str, ...]:
+    """Lists come as a Python list, or as one comma-separated string from the environment."""
+    if isinstance(value, str):
+        items = [v.strip() for v in value.split(",")]
+    elif isinstance(value, Iterable):
+        items = []
+        for v in value:
+            if not isinstance(v, str):
+                raise ValueError(f"expected strings, got {v!r}")
+            items.extend(part.strip() for part in v.split(","))
+    else:
+        raise ValueError(f"expected a list of strings, got {value!r}")
+    return tuple(v for v in items if v)
+
+
+def to_bind_list(value: Any) -> tuple[str, ...]:
+    """Binds may not be split on commas: IPv6 literals never contain one, but paths may."""
+    if isinstance(value, str):
+        items = value.split() if " " in value.strip() else [value]
+    elif isinstance(value, Iterable):
+        items = list(value)
+    else:
+        raise ValueError(f"expected an address or a list of addresses, got {value!r}")
+    for v in items:
+        if not isinstance(v, str) or not v.strip():
+            raise ValueError(f"expected an address, got {v!r}")
+    return tuple(v.strip() for v in items)
+
+
+def to_umask(value: Any) -> int:
+    if isinstance(value, int) and not isinstance(value, bool):
+        result = value
+    else:
+        try:
+            result = int(str(value).strip(), 8)
+        except ValueError:
+            raise ValueError(f"expected an octal mask such as 007, got {value!r}") from None
+    if not 0 <= result <= 0o777:
+        raise ValueError(f"expected an octal mask between 000 and 777, got {value!r}")
+    return result
+
+
+def to_log_level(value: Any) -> str:
+    text = str(value).strip().lower()
+    if text not in LOG_LEVELS:
+        raise ValueError(f"expected one of {', '.join(LOG_LEVELS)}, got {value!r}")
+    return text
+
+
+def to_forwarded_ips(value: Any) -> tuple[str, ...]:
+    items = to_str_list(value)
+    for item in items:
+        if item == "*":
+            continue
+        try:
+            ipaddress.ip_network(item, strict=False)
+        except ValueError:
+            raise ValueError(f"{item!r} is not an IP address or CIDR range") from None
+    return items
+
+
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+
+
+def _at_least(minimum: float) -> Callable[[Any], None]:
+    def check(value: Any) -> None:
+        if value < minimum:
+            raise ValueError(f"must be at least {minimum:g}, got {value:g}")
+
+    return check
+
+
+def _one_of(*choices: str) -> Callable[[Any], None]:
+    def check(value: Any) -> None:
+        if value not in choices:
+            raise ValueError(f"expected one of {', '.join(choices)}, got {value!r}")
+
+    return check
+
+
+@dataclass(frozen=True)
+class Option:
+    """One setting: its type, default, flag, environment variable and help text."""
+
+    name: str
+    convert: Callable[[Any], Any]
+    default: Any
+    help: str
+    section: str
+    short: str | None = None
+    metavar: str | None = None
+    check: Callable[[Any], None] | None = None
+    is_flag: bool = False
+    multiple: bool = False
+    choices: tuple[str, ...] | None = None
+    default_text: str | None = None
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+    @property
+    def env(self) -> str:
+        return ENV_PREFIX + self.name.upper()
+
+    def default_value(self) -> Any:
+        return self.default() if callable(self.default) else self.default
+
+    def describe_default(self) -> str:
+        if self.default_text is not None:
+            return self.default_text
+        value = self.default_value()
+        if isinstance(value, tuple):
+            return ",".join(value) or "(none)"
+        if value is None or value == "":
+            return "(none)"
+        if isinstance(value, bool):
+            return "on" if value else "off"
+        return str(value)
+
+    def parse(self, raw: Any, source: str) -> Any:
+        try:
+            value = self.convert(raw)
+            if self.choices is not None:
+                _one_of(*self.choices)(value)
+            if self.check is not None:
+                self.check(value)
+        except ValueError as exc:
+            raise ConfigError(f"{source}: {exc}") from None
+        return value
+
+
+OPTIONS: tuple[Option, ...] = (
+    # Sockets
+    Option("bind", to_bind_list, ("127.0.0.1:8000",), section="Sockets", short="-b", metavar="ADDRESS",
+           multiple=True,
+           help="Where to listen (repeatable): HOST:PORT, [IPV6]:PORT, unix:/PATH, or fd://N. "
+                "Port 0 picks a free port. Systemd socket activation (LISTEN_FDS) is used when present."),
+    Option("backlog", to_int, 2048, section="Sockets", metavar="N", check=_at_least(1),
+           help="Length of the kernel's queue of connections waiting to be accepted."),
+    Option("umask", to_umask, None, section="Sockets", metavar="MASK", default_text="process umask",
+           help="Octal umask applied when creating unix sockets, e.g. 007 for owner and group only."),
+    # Workers
+    Option("workers", to_int, _default_workers, section="Workers", short="-w", metavar="N",
+           check=_at_least(1), default_text="CPUs available to this process",
+           help="Number of worker processes."),
+    Option("threads", to_int, 1, section="Workers", metavar="N", check=_at_least(1),
+           help="Requests each worker runs in the app at once. Idle connections never hold a thread."),
+    Option("worker_connections", to_int, 1000, section="Workers", metavar="N", check=_at_least(1),
+           help="Connections (busy or idle keep-alive) each worker holds at most; the rest wait in the "
+                "kernel backlog for a worker with room."),
+    Option("start_method", to_str, _default_start_method, section="Workers", metavar="METHOD",
+           choices=("fork", "spawn"), default_text="fork",
+           help="fork: workers inherit the listening sockets. spawn: each worker is a fresh interpreter "
+                "that receives the sockets over a unix socket (SCM_RIGHTS)."),
+    Option("preload", to_bool, False, section="Workers", is_flag=True,
+           help="Load the app in the master before forking workers (fork only; saves memory, "
+                "but code changes then need a full restart)."),
+    Option("max_requests", to_int, 0, section="Workers", metavar="N", check=_at_least(0),
+           help="Retire a worker gracefully after about N requests (0: never)."),
+    Option("max_requests_jitter", to_int, 0, section="Workers", metavar="N", check=_at_least(0),
+           help="Add a random 0..N to --max-requests per worker so they do not all retire at once."),
+    # Timeouts
+    Option("timeout", to_float, 30.0, section="Timeouts", short="-t", metavar="SECONDS",
+           check=_at_least(0),
+           help="Worker liveness and request duration: a worker silent for this long, or with a request "
+                "running this long, is killed (its stacks logged, stuck requests answered 504) and "
+                "replaced. 0 disables."),
+    Option("graceful_timeout", to_float, 30.0, section="Timeouts", metavar="SECONDS", check=_at_least(0),
+           help="On stop or reload, how long in-flight requests may take to finish before their worker "
+                "is killed."),
+    Option("keepalive", to_float, 5.0, section="Timeouts", metavar="SECONDS", check=_at_least(0),
+           help="How long an idle keep-alive connection is kept open (0 disables keep-alive). Behind a "
+                "load balancer, set this above the balancer's idle timeout (AWS ALB: 60 s)."),
+    Option("header_timeout", to_float, 10.0, section="Timeouts", metavar="SECONDS", check=_at_least(0.001),
+           help="The request line and headers must arrive within this time, else 408."),
+    Option("body_timeout", to_float, 10.0, section="Timeouts", metavar="SECONDS", check=_at_least(0.001),
+           help="Longest wait for the next piece of a request body before the request fails."),
+    Option("min_body_rate", to_int, 1024, section="Timeouts", metavar="BYTES", check=_at_least(0),
+           help="After the first --body-timeout seconds, a request body must average at least this many "
+                "bytes per second (0 disables)."),
+    # Limits
+    Option("limit_request_line", to_int, 8190, section="Limits", metavar="BYTES", check=_at_least(64),
+           help="Longest request line (method, target, version); longer gets 414."),
+    Option("limit_request_fields", to_int, 100, section="Limits", metavar="N", check=_at_least(1),
+           help="Most header fields in a request; more gets 431."),
+    Option("limit_request_field_size", to_int, 8190, section="Limits", metavar="BYTES", check=_at_least(64),
+           help="Longest header field (name, colon and value); longer gets 431."),
+    Option("limit_request_body", to_int, 1 << 30, section="Limits", metavar="BYTES", check=_at_least(0),
+           help="Largest request body; larger gets 413. 0 means unlimited."),
+    # HTTP
+    Option("forwarded_allow_ips", to_forwarded_ips, ("127.0.0.1", "::1"), section="HTTP", metavar="IPS",
+           help="Peers whose X-Forwarded-* and Forwarded headers are trusted: addresses or CIDR ranges, "
+                "comma separated, or * for all. Unix-socket peers are trusted when loopback is."),
+    Option("root_path", to_str, "", section="HTTP", metavar="PATH",
+           help="SCRIPT_NAME of the app when it is mounted below a path prefix, e.g. /api."),
+    Option("server_header", to_str, "sharedsock", section="HTTP", metavar="TEXT",
+           help="Value of the Server response header; an empty string suppresses it."),
+    # Development
+    Option("reload", to_bool, False, section="Development", is_flag=True,
+           help="Watch the files of every module the workers loaded and gracefully replace the workers "
+                "when one changes. The listening sockets stay open."),
+    Option("reload_extra_files", to_str_list, (), section="Development", metavar="FILE", multiple=True,
+           help="More files to watch with --reload (repeatable)."),
+    # Logging
+    Option("log_level", to_log_level, "info", section="Logging", metavar="LEVEL", choices=LOG_LEVELS,
+           help="Error log level: debug, info, warning, error or critical."),
+    Option("error_log", to_str, "-", section="Logging", metavar="FILE",
+           help="Error log file; - for stderr."),
+    Option("access_log", to_str, None, section="Logging", metavar="FILE", default_text="off",
+           help="Access log file; - for stdout."),
+    Option("access_log_format", to_str, "combined", section="Logging", metavar="FORMAT",
+           help="combined (Apache), common, json, or a format with gunicorn-style atoms such as "
+                "'%(h)s %(r)s %(s)s %(D)s'."),
+    Option("pid", to_str, None, section="Logging", metavar="FILE", default_text="none",
+           help="Write the master's PID to this file."),
+    Option("proc_name", to_str, None, section="Logging", metavar="NAME", default_text="the app",
+           help="Name shown in process titles (needs setproctitle)."),
+)
+
+OPTIONS_BY_NAME: dict[str, Option] = {o.name: o for o in OPTIONS}
+
+
+@dataclass(frozen=True)
+class Config:
+    """The resolved configuration; built only through ``build_config`` so every value is checked."""
+
+    bind: tuple[str, ...]
+    backlog: int
+    umask: int | None
+    workers: int
+    threads: int
+    worker_connections: int
+    start_method: str
+    preload: bool
+    max_requests: int
+    max_requests_jitter: int
+    timeout: float
+    graceful_timeout: float
+    keepalive: float
+    header_timeout: float
+    body_timeout: float
+    min_body_rate: int
+    limit_request_line: int
+    limit_request_fields: int
+    limit_request_field_size: int
+    limit_request_body: int
+    forwarded_allow_ips: tuple[str, ...]
+    root_path: str
+    server_header: str
+    reload: bool
+    reload_extra_files: tuple[str, ...]
+    log_level: str
+    error_log: str
+    access_log: str | None
+    access_log_format: str
+    pid: str | None
+    proc_name: str | None
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-able copy, the form a spawned worker receives."""
+        data = {o.name: getattr(self, o.name) for o in OPTIONS}
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in data.items()}
+
+    def replace(self, **changes: Any) -> "Config":
+        return dataclasses.replace(self, **changes)
+
+
+def env_values(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Raw values of every ``SHAREDSOCK_*`` variable that names an option."""
+    environ = os.environ if environ is None else environ
+    return {o.name: environ[o.env] for o in OPTIONS if o.env in environ}
+
+
+def build_config(*layers: tuple[str, Mapping[str, Any]]) -> Config:
+    """Resolve layers of raw values, later layers winning.
+
+    Each layer is ``(source_name, {option_name: raw_value})``; the source name
+    is used in error messages ("SHAREDSOCK_WORKERS: ..."). Unknown names are
+    errors: a typo in ``serve(wokers=4)`` must not silently run one worker.
+    """
+    values: dict[str, Any] = {}
+    for source, layer in layers:
+        for name, raw in layer.items():
+            option = OPTIONS_BY_NAME.get(name)
+            if option is None:
+                raise ConfigError(f"{source}: unknown option {name!r}")
+            if raw is None:
+                continue
+            label = option.env if source == "environment" else (
+                option.flag if source == "command line" else f"{source} option {name!r}")
+            values[name] = option.parse(raw, label)
+    resolved = {o.name: values[o.name] if o.name in values else o.default_value() for o in OPTIONS}
+    config = Config(**resolved)
+    _check_consistency(config)
+    return config
+
+
+def _check_consistency(config: Config) -> None:
+    if config.preload and config.start_method != "fork":
+        raise ConfigError("--preload needs --start-method fork: spawned workers cannot share the master's app")
+    if config.start_method == "fork" and not hasattr(os, "fork"):
+        raise ConfigError(f"--start-method fork is not available on {sys.platform}")
+    if not config.bind:
+        raise ConfigError("--bind: at least one address is needed")
+
+
+def format_config(config: Config) -> str:
+    """Human-readable dump for ``--print-config``."""
+    width = max(len(o.name) for o in OPTIONS)
+    lines = []
+    for option in OPTIONS:
+        value = getattr(config, option.name)
+        if isinstance(value, tuple):
+            value = ", ".join(value) if value else "(none)"
+        elif option.name == "umask" and value is not None:
+            value = f"{value:03o}"
+        elif value is None:
+            value = "(none)"
+        lines.append(f"{option.name.ljust(width)} = {value}")
+    return "\n".join(lines)

@@ -1,0 +1,477 @@
+"""One client connection: read, parse, call the app, write, then keep-alive or close.
+
+The worker's selector owns a connection while it is idle or still sending its
+request head; ``serve`` runs (inline or on a pool thread) once a whole head has
+arrived and returns whether the connection goes back to the selector.
+"""
+
+from __future__ import annotations
+
+import io
+import socket
+import sys
+import time
+from collections import deque
+from typing import Any, Callable
+
+from .errors import ProtocolError
+from .http import response as rsp
+from .http.parser import DATA, END, ERROR, HEAD, Limits, RequestHead, RequestParser
+from .logs import AccessLog, AccessRecord, log
+from .proxy import TrustedProxies, apply_proxy_headers
+from .sockio import ClientGone, ClientTimeout, recv_some, send_all, send_file
+from .wsgi import FileWrapper, InputStream, base_environ, build_environ
+
+# What serve() and on_readable() report to the worker loop.
+WAIT = 0
+READY = 1
+CLOSED = 2
+
+DRAIN_LIMIT = 1 << 20  # unread request body we will still read past to keep a connection
+_EMPTY = b""
+
+
+class ServerContext:
+    """Everything connections of one worker share."""
+
+    def __init__(self, app: Callable, *, limits: Limits, keepalive: float, header_timeout: float,
+                 body_timeout: float, min_body_rate: int, root_path: str, server_header: str,
+                 trusted: TrustedProxies, access_log: AccessLog | None, multithread: bool,
+                 multiprocess: bool) -> None:
+        self.app = app
+        self.limits = limits
+        self.keepalive = keepalive
+        self.header_timeout = header_timeout
+        self.body_timeout = body_timeout
+        self.min_body_rate = min_body_rate
+        self.root_path = root_path.rstrip("/")
+        self.server_header = server_header
+        self.trusted = trusted
+        self.access_log = access_log
+        self.multithread = multithread
+        self.multiprocess = multiprocess
+        self.draining = False
+        self.requests_served = 0
+        self.inflight: dict[Connection, float] = {}
+
+    def oldest_request_start(self) -> float:
+        starts = list(self.inflight.values())
+        return min(starts) if starts else 0.0
+
+
+class Connection:
+    __slots__ = ("sock", "ctx", "parser", "events", "base", "deadline", "trusted_peer",
+                 "response_started", "closed", "environ", "_close_after")
+
+    def __init__(self, sock: socket.socket, peer: Any, server: tuple[str, str], ctx: ServerContext,
+                 is_unix: bool) -> None:
+        sock.setblocking(False)
+        if not is_unix:
+            try:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            except OSError:
+                pass
+        self.sock = sock
+        self.ctx = ctx
+        self.parser = RequestParser(ctx.limits)
+        self.events: deque = deque()
+        if is_unix:
+            remote_addr, remote_port = "", ""
+            self.trusted_peer = ctx.trusted.trusts_unix
+        else:
+            remote_addr, remote_port = peer[0], str(peer[1])
+            self.trusted_peer = ctx.trusted.trusts(remote_addr)
+        self.base = base_environ(server[0], server[1], remote_addr, remote_port,
+                                 ctx.multithread, ctx.multiprocess)
+        self.base["SCRIPT_NAME"] = ctx.root_path
+        self.deadline = time.monotonic() + ctx.header_timeout
+        self.response_started = False
+        self.closed = False
+        self.environ: dict | None = None
+        self._close_after = False
+
+    # -- selector side -----------------------------------------------------
+
+    def on_readable(self) -> int:
+        try:
+            data = self.sock.recv(65536)
+        except BlockingIOError:
+            return WAIT
+        except OSError:
+            self.close()
+            return CLOSED
+        if not data:
+            self.close()
+            return CLOSED
+        return self.feed(data)
+
+    def feed(self, data: bytes) -> int:
+        had_partial = self.parser.in_head
+        self.events.extend(self.parser.feed(data))
+        if self.events:
+            return READY
+        if not had_partial:  # first bytes of a new request: the head clock starts now
+            self.deadline = time.monotonic() + self.ctx.header_timeout
+        return WAIT
+
+    def expire(self) -> None:
+        """The selector-side deadline passed: idle keep-alive, or a head that never finished."""
+        if self.parser.in_head:
+            self._send_quietly(rsp.error_response(ProtocolError(408, "request head timeout"),
+                                                  self.ctx.server_header))
+        self.close()
+
+    @property
+    def is_idle(self) -> bool:
+        return not self.parser.in_head and not self.events
+
+    # -- serving -----------------------------------------------------------
+
+    def serve(self) -> int:
+        """Answer every complete request queued on this connection."""
+        try:
+            while self.events:
+                kind, payload = self.events.popleft()
+                if kind == HEAD:
+                    if not self._exchange(payload):
+                        self.close()
+                        return CLOSED
+                elif kind == ERROR:
+                    self._refuse(payload)
+                    self.close()
+                    return CLOSED
+        except Exception:  # a bug of ours must cost one connection, never the worker
+            log.exception("internal error while serving a connection")
+            self.close()
+            return CLOSED
+        if self.ctx.draining and not self.parser.in_head:
+            self.close()
+            return CLOSED
+        self.deadline = time.monotonic() + (
+            self.ctx.header_timeout if self.parser.in_head else self.ctx.keepalive)
+        return WAIT
+
+    def _refuse(self, error: ProtocolError) -> None:
+        log.debug("refused request: %s %s", error.status, error.reason)
+        self._send_quietly(rsp.error_response(error, self.ctx.server_header))
+
+    def _exchange(self, head: RequestHead) -> bool:
+        """One request and its response; True if the connection may be reused."""
+        ctx = self.ctx
+        started = time.monotonic()
+        ctx.inflight[self] = started
+        self.response_started = False
+        environ = build_environ(head, self.base, ctx.root_path)
+        if self.trusted_peer:
+            apply_proxy_headers(environ, ctx.trusted)
+        body: RequestBody | None = None
+        if head.has_body:
+            body = RequestBody(self, head)
+            environ["wsgi.input"] = InputStream(body.next_chunk)
+        else:
+            if self.events and self.events[0][0] == END:
+                self.events.popleft()
+            environ["wsgi.input"] = io.BytesIO(_EMPTY)
+        self.environ = environ
+        writer = ResponseWriter(self, head, body)
+        result = None
+        try:
+            try:
+                result = ctx.app(environ, writer.start_response)
+                writer.send_result(result)
+            finally:
+                if hasattr(result, "close"):
+                    result.close()
+        except ProtocolError as error:
+            writer.fail()
+            if not writer.head_sent:
+                self._refuse(error)
+                writer.status = f"{error.status} {rsp.REASONS.get(error.status, 'Error')}"
+            self._log_access(writer, started)
+            return False
+        except (ClientGone, ClientTimeout):
+            writer.fail()
+            log.debug("client went away during %s %s", head.method, environ.get("RAW_URI"))
+            return False
+        except Exception:
+            writer.fail()
+            log.exception("error handling %s %s", head.method, environ.get("RAW_URI"))
+            if not writer.head_sent:
+                self._send_quietly(rsp.simple_response(500, b"Internal Server Error\n",
+                                                       ctx.server_header))
+                writer.status = "500 Internal Server Error"
+            self._log_access(writer, started)
+            return False
+        finally:
+            ctx.inflight.pop(self, None)
+            ctx.requests_served += 1
+        self._log_access(writer, started)
+        if not writer.keep_alive:
+            return False
+        if body is not None and not body.done:
+            return body.drain()
+        return True
+
+    def _log_access(self, writer: "ResponseWriter", started: float) -> None:
+        access = self.ctx.access_log
+        if access is not None and self.environ is not None:
+            headers = writer.plan.headers if writer.plan is not None else []
+            access.write(AccessRecord(self.environ, writer.status, headers, writer.sent,
+                                      time.monotonic() - started))
+
+    def answer_timeout(self) -> None:
+        """Called from the SIGABRT handler: tell a stuck client 504 if we still can."""
+        if self.response_started or self.closed:
+            return
+        self._send_quietly(rsp.simple_response(504, b"Gateway Timeout: the request took too long\n",
+                                               self.ctx.server_header))
+        access = self.ctx.access_log
+        if access is not None and self.environ is not None:
+            started = self.ctx.inflight.get(self, time.monotonic())
+            access.write(AccessRecord(self.environ, "504 Gateway Timeout", [], 0,
+                                      time.monotonic() - started))
+
+    def _send_quietly(self, data: bytes) -> None:
+        try:
+            self.sock.send(data)
+        except OSError:
+            pass
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+
+class RequestBody:
+    """Pulls one request's body off the connection as the app reads it."""
+
+    __slots__ = ("conn", "head", "done", "continue_sent", "received", "started")
+
+    def __init__(self, conn: Connection, head: RequestHead) -> None:
+        self.conn = conn
+        self.head = head
+        self.done = False
+        self.continue_sent = not head.expect_continue
+        self.received = 0
+        self.started = time.monotonic()
+
+    def next_chunk(self) -> bytes:
+        if self.done:
+            return _EMPTY
+        conn = self.conn
+        if not self.continue_sent:
+            self.continue_sent = True
+            send_all(conn.sock, rsp.CONTINUE, conn.ctx.body_timeout)
+        events = conn.events
+        while True:
+            while events:
+                kind, payload = events[0]
+                if kind == DATA:
+                    events.popleft()
+                    return payload
+                if kind == END:
+                    events.popleft()
+                    self.done = True
+                    return _EMPTY
+                if kind == ERROR:
+                    events.popleft()
+                    raise payload
+                self.done = True  # a HEAD: cannot happen before END, but never read into it
+                return _EMPTY
+            self._receive()
+
+    def _receive(self) -> None:
+        ctx = self.conn.ctx
+        try:
+            data = recv_some(self.conn.sock, ctx.body_timeout)
+        except ClientTimeout:
+            raise ProtocolError(408, "request body timeout") from None
+        if not data:
+            raise ClientGone()
+        self.received += len(data)
+        if ctx.min_body_rate:
+            elapsed = time.monotonic() - self.started
+            if elapsed > ctx.body_timeout and self.received < ctx.min_body_rate * elapsed:
+                raise ProtocolError(408, "request body too slow")
+        self.conn.events.extend(self.conn.parser.feed(data))
+
+    def drain(self) -> bool:
+        """Read and drop what the app left unread, so the next request can follow."""
+        if not self.continue_sent:
+            return False  # the client is still waiting for permission to send it
+        left = DRAIN_LIMIT
+        try:
+            while not self.done:
+                data = self.next_chunk()
+                left -= len(data)
+                if left < 0:
+                    return False
+        except (ProtocolError, ClientGone, ClientTimeout):
+            return False
+        return True
+
+
+class ResponseWriter:
+    """Carries one response from ``start_response`` to the last byte."""
+
+    __slots__ = ("conn", "head", "body", "plan", "mode", "head_sent", "keep_alive", "sent",
+                 "status", "_failed")
+
+    def __init__(self, conn: Connection, head: RequestHead, body: RequestBody | None) -> None:
+        self.conn = conn
+        self.head = head
+        self.body = body
+        self.plan: rsp.ResponsePlan | None = None
+        self.mode = rsp.LENGTH
+        self.head_sent = False
+        self.keep_alive = False
+        self.sent = 0
+        self.status = "000"
+        self._failed = False
+
+    def start_response(self, status, headers, exc_info=None):
+        if exc_info is not None:
+            try:
+                if self.head_sent:
+                    raise exc_info[1].with_traceback(exc_info[2])
+            finally:
+                exc_info = None
+        elif self.plan is not None:
+            raise RuntimeError("start_response() called a second time without exc_info")
+        self.plan = rsp.check_start_response(status, headers)
+        self.status = status
+        return self.write
+
+    def _decide(self) -> None:
+        plan = self.plan
+        if plan is None:
+            raise RuntimeError("the application did not call start_response()")
+        head, conn = self.head, self.conn
+        self.mode = rsp.body_mode(plan, head.method, head.version)
+        body = self.body
+        self.keep_alive = (
+            head.keep_alive and conn.ctx.keepalive > 0 and not conn.ctx.draining
+            and not plan.app_wants_close and self.mode != rsp.CLOSE
+            and (body is None or body.done or body.continue_sent)
+        )
+
+    def _send_head(self, first: bytes = _EMPTY) -> None:
+        self._decide()
+        data = rsp.render_head(self.plan, self.mode, self.keep_alive, self.conn.ctx.server_header,
+                               self.head.version == "1.0")
+        if first and self.mode != rsp.NO_BODY:
+            data += first
+            self.sent += len(first)
+        self.head_sent = True
+        self.conn.response_started = True
+        send_all(self.conn.sock, data, self.conn.ctx.body_timeout)
+
+    def write(self, data: bytes) -> None:
+        if type(data) is not bytes:
+            if not isinstance(data, (bytes, bytearray, memoryview)):
+                raise TypeError(f"WSGI response data must be bytes, got {type(data).__name__}")
+            data = bytes(data)
+        if self.plan is None:
+            raise RuntimeError("write() called before start_response()")
+        if not data:
+            return
+        if not self.head_sent:
+            self._decide()
+            data = self._frame(data)
+            self._send_head(data)
+            return
+        if self.mode == rsp.NO_BODY:
+            return
+        data = self._frame(data)
+        if data:
+            send_all(self.conn.sock, data, self.conn.ctx.body_timeout)
+            self.sent += len(data)
+
+    def _frame(self, data: bytes) -> bytes:
+        if self.mode == rsp.CHUNKED:
+            return rsp.chunk(data)
+        if self.mode == rsp.LENGTH:
+            room = self.plan.content_length - self.sent
+            if len(data) > room:
+                log.error("%s %s: app sent more than its Content-Length (%d); response cut off",
+                          self.head.method, self.conn.environ.get("RAW_URI"), self.plan.content_length)
+                self.keep_alive = False
+                self._failed = True
+                return data[:max(room, 0)]
+        return data
+
+    def send_result(self, result) -> None:
+        if type(result) is list or type(result) is tuple:
+            self._send_sequence(result)
+        elif isinstance(result, FileWrapper) and self._try_sendfile(result):
+            pass
+        else:
+            for data in result:
+                self.write(data)
+                if self._failed:
+                    break
+        self.finish()
+
+    def _send_sequence(self, parts) -> None:
+        if len(parts) == 1:
+            data = parts[0]
+        else:
+            for part in parts:
+                if type(part) is not bytes:
+                    raise TypeError(f"WSGI response data must be bytes, got {type(part).__name__}")
+            data = b"".join(parts)
+        if type(data) is not bytes:
+            raise TypeError(f"WSGI response data must be bytes, got {type(data).__name__}")
+        plan = self.plan
+        if plan is None:
+            raise RuntimeError("the application did not call start_response()")
+        if not self.head_sent and plan.content_length is None and plan.status_code >= 200 \
+                and plan.status_code not in (204, 304):
+            plan.headers.append(("Content-Length", str(len(data))))
+            plan.content_length = len(data)
+        self.write(data)
+
+    def _try_sendfile(self, wrapper: FileWrapper) -> bool:
+        span = wrapper.sendfile_span()
+        if span is None or self.plan is None:
+            return False
+        fd, offset, length = span
+        plan = self.plan
+        if not self.head_sent and plan.content_length is None:
+            plan.headers.append(("Content-Length", str(length)))
+            plan.content_length = length
+        if self.head_sent and self.mode == rsp.CHUNKED:
+            return False
+        if not self.head_sent:
+            self._send_head()
+        if self.mode == rsp.NO_BODY:
+            return True
+        count = min(length, plan.content_length - self.sent) if self.mode == rsp.LENGTH else length
+        self.sent += send_file(self.conn.sock, fd, offset, count, self.conn.ctx.body_timeout)
+        return True
+
+    def finish(self) -> None:
+        if not self.head_sent:
+            plan = self.plan
+            if plan is not None and plan.content_length is None and plan.status_code >= 200 \
+                    and plan.status_code not in (204, 304):
+                plan.headers.append(("Content-Length", "0"))
+                plan.content_length = 0
+            self._send_head()
+        elif self.mode == rsp.CHUNKED:
+            send_all(self.conn.sock, rsp.LAST_CHUNK, self.conn.ctx.body_timeout)
+        if self.mode == rsp.LENGTH and self.sent < self.plan.content_length:
+            log.error("%s %s: app sent %d of its Content-Length %d bytes; closing the connection",
+                      self.head.method, self.conn.environ.get("RAW_URI"), self.sent,
+                      self.plan.content_length)
+            self.keep_alive = False
+        if self._failed:
+            self.keep_alive = False
+
+    def fail(self) -> None:
+        self.keep_alive = False

@@ -1,0 +1,34 @@
+"""One error family for the whole server.
+
+Configuration problems must reach the user as a single line and exit code 2;
+protocol problems must reach the client as a status code. Keeping both in one
+family lets the CLI, ``serve()`` and the integrations catch exactly what they
+can explain and let everything else surface as a real bug.
+"""
+
+from __future__ import annotations
+
+
+class SharedsockError(Exception):
+    """Base class of every error sharedsock raises on purpose."""
+
+
+class ConfigError(SharedsockError):
+    """Bad configuration: reported as one line, exit code 2, before anything starts."""
+
+    exit_code = 2
+
+
+class AppLoadError(SharedsockError):
+    """The WSGI application could not be imported or is not callable."""
+
+    exit_code = 2
+
+
+class ProtocolError(SharedsockError):
+    """The client broke HTTP; ``status`` is what it should be told before we close."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason

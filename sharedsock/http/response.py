@@ -1,0 +1,180 @@
+"""Sans-I/O response framing: status line, headers, and how the body is delimited.
+
+Given what the app declared and what the request allows, decide once per
+response whether the body is sent with its Content-Length, chunked, delimited
+by closing the connection, or not at all (HEAD, 1xx, 204, 304).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from email.utils import formatdate
+from http import HTTPStatus
+
+from ..errors import ProtocolError
+
+# Body framing modes.
+LENGTH = 0
+CHUNKED = 1
+CLOSE = 2
+NO_BODY = 3
+
+HOP_BY_HOP = frozenset({
+    "connection", "keep-alive", "proxy-authenticate", "proxy-authorization",
+    "te", "trailer", "trailers", "transfer-encoding", "upgrade",
+})
+
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
+_BAD_VALUE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+_STATUS = re.compile(r"[1-9][0-9]{2} [^\x00-\x08\x0a-\x1f\x7f]*\Z")
+
+REASONS = {s.value: s.phrase for s in HTTPStatus}
+
+
+class ResponseHeadError(ValueError):
+    """The app's status or headers cannot be sent as they are."""
+
+
+class DateCache:
+    """The Date header changes once a second; formatting it per request is waste."""
+
+    __slots__ = ("_second", "_value")
+
+    def __init__(self) -> None:
+        self._second = -1
+        self._value = ""
+
+    def get(self) -> str:
+        now = time.time()
+        second = int(now)
+        if second != self._second:
+            self._second = second
+            self._value = formatdate(now, usegmt=True)
+        return self._value
+
+
+DATE = DateCache()
+
+
+class ResponsePlan:
+    """What the app asked for, checked; produced by ``check_start_response``."""
+
+    __slots__ = ("status", "status_code", "headers", "content_length", "app_wants_close")
+
+    def __init__(self, status: str, status_code: int, headers: list[tuple[str, str]],
+                 content_length: int | None, app_wants_close: bool) -> None:
+        self.status = status
+        self.status_code = status_code
+        self.headers = headers
+        self.content_length = content_length
+        self.app_wants_close = app_wants_close
+
+
+def check_start_response(status: object, headers: object) -> ResponsePlan:
+    """Validate ``start_response`` arguments strictly (PEP 3333 plus response splitting).
+
+    Hop-by-hop headers belong to the server; ``Connection: close`` is honoured
+    (the connection closes after the response), any other is an app bug.
+    """
+    if type(status) is not str:
+        raise ResponseHeadError(f"status must be str, got {type(status).__name__}")
+    if not _STATUS.match(status):
+        raise ResponseHeadError(f"invalid status {status!r}")
+    if type(headers) is not list:
+        raise ResponseHeadError(f"headers must be a list, got {type(headers).__name__}")
+    content_length: int | None = None
+    app_wants_close = False
+    kept: list[tuple[str, str]] = []
+    for item in headers:
+        if type(item) is not tuple or len(item) != 2:
+            raise ResponseHeadError(f"each header must be a (name, value) tuple, got {item!r}")
+        name, value = item
+        if type(name) is not str or type(value) is not str:
+            raise ResponseHeadError(f"header names and values must be str: {item!r}")
+        if not _TOKEN.match(name):
+            raise ResponseHeadError(f"invalid header name {name!r}")
+        if _BAD_VALUE.search(value):
+            raise ResponseHeadError(f"invalid character in value of header {name!r}")
+        lname = name.lower()
+        if lname == "content-length":
+            if not value.strip().isdigit() or content_length is not None:
+                raise ResponseHeadError(f"invalid Content-Length {value!r}")
+            content_length = int(value)
+        elif lname in HOP_BY_HOP:
+            if lname == "connection" and value.strip().lower() == "close":
+                app_wants_close = True
+                continue
+            raise ResponseHeadError(f"hop-by-hop header {name!r} is set by the server, not the app")
+        kept.append((name, value))
+    try:
+        status.encode("latin-1")
+        for name, value in kept:
+            value.encode("latin-1")
+    except UnicodeEncodeError:
+        raise ResponseHeadError("status and header values must be latin-1") from None
+    return ResponsePlan(status, int(status[:3]), kept, content_length, app_wants_close)
+
+
+def body_mode(plan: ResponsePlan, method: str, version: str) -> int:
+    code = plan.status_code
+    if method == "HEAD" or code < 200 or code in (204, 304):
+        return NO_BODY
+    if plan.content_length is not None:
+        return LENGTH
+    if version == "1.1":
+        return CHUNKED
+    return CLOSE
+
+
+def render_head(plan: ResponsePlan, mode: int, keep_alive: bool, server: str,
+                http10: bool = False) -> bytes:
+    """The status line and header block, ready to send.
+
+    ``keep_alive`` is the caller's decision; a close-delimited body forces a close.
+    HTTP/1.0 clients must be told explicitly that the connection stays open.
+    """
+    lines = ["HTTP/1.1 ", plan.status, "\r\n"]
+    for name, value in plan.headers:
+        lines.append(f"{name}: {value}\r\n")
+    lines.append(f"Date: {DATE.get()}\r\n")
+    if server:
+        lines.append(f"Server: {server}\r\n")
+    if mode == CHUNKED:
+        lines.append("Transfer-Encoding: chunked\r\n")
+    if not keep_alive or mode == CLOSE:
+        lines.append("Connection: close\r\n\r\n")
+    elif http10:
+        lines.append("Connection: keep-alive\r\n\r\n")
+    else:
+        lines.append("\r\n")
+    return "".join(lines).encode("latin-1")
+
+
+def error_response(error: ProtocolError, server: str) -> bytes:
+    """A complete short response for a request we refuse; the connection closes after it."""
+    code = error.status
+    reason = REASONS.get(code, "Error")
+    body = f"{code} {reason}: {error.reason}\n".encode("latin-1", "replace")
+    plan = ResponsePlan(f"{code} {reason}", code, [
+        ("Content-Type", "text/plain; charset=utf-8"),
+        ("Content-Length", str(len(body))),
+    ], len(body), True)
+    return render_head(plan, LENGTH, False, server) + body
+
+
+def simple_response(code: int, body: bytes, server: str, keep_alive: bool = False,
+                    content_type: str = "text/plain; charset=utf-8") -> bytes:
+    plan = ResponsePlan(f"{code} {REASONS.get(code, 'Error')}", code, [
+        ("Content-Type", content_type),
+        ("Content-Length", str(len(body))),
+    ], len(body), not keep_alive)
+    return render_head(plan, LENGTH, keep_alive, server) + body
+
+
+def chunk(data: bytes) -> bytes:
+    return b"%x\r\n%b\r\n" % (len(data), data)
+
+
+LAST_CHUNK = b"0\r\n\r\n"
+CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"

@@ -1,0 +1,241 @@
+"""Listening sockets: parsing ``--bind``, binding once in the master, adopting in workers.
+
+Every failure here is a configuration error with one line that names the
+address and the reason: nobody should have to read a traceback to learn that
+port 8000 is taken.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import socket
+import stat
+from dataclasses import dataclass
+
+from .errors import ConfigError
+from .logs import log
+
+
+@dataclass
+class Listener:
+    sock: socket.socket
+    is_unix: bool
+    server_name: str
+    server_port: str
+    unlink_path: str | None = None  # a unix socket file we created and must remove at exit
+
+    @property
+    def url(self) -> str:
+        if self.is_unix:
+            return f"unix:{self.server_name}"
+        host = self.server_name
+        if ":" in host:
+            host = f"[{host}]"
+        return f"http://{host}:{self.server_port}"
+
+    def describe(self) -> dict:
+        """What a spawned worker needs besides the fd itself."""
+        return {"is_unix": self.is_unix, "server_name": self.server_name,
+                "server_port": self.server_port}
+
+
+@dataclass(frozen=True)
+class BindSpec:
+    text: str
+    kind: str  # "tcp", "unix" or "fd"
+    host: str = ""
+    port: int = 0
+    path: str = ""
+    fd: int = -1
+
+
+def parse_bind(text: str) -> BindSpec:
+    text = text.strip()
+    if text.startswith("unix:"):
+        path = text[5:]
+        if path.startswith("//"):
+            path = path[2:]
+        if not path:
+            raise ConfigError(f"--bind {text}: a unix socket needs a path, e.g. unix:/run/app.sock")
+        return BindSpec(text, "unix", path=path)
+    if text.startswith("fd://"):
+        try:
+            fd = int(text[5:])
+        except ValueError:
+            raise ConfigError(f"--bind {text}: expected fd://N with a file descriptor number") from None
+        if fd < 0:
+            raise ConfigError(f"--bind {text}: file descriptor must not be negative")
+        return BindSpec(text, "fd", fd=fd)
+    if text.startswith("["):
+        end = text.find("]")
+        if end == -1:
+            raise ConfigError(f"--bind {text}: missing ']' after the IPv6 address")
+        host, rest = text[1:end], text[end + 1:]
+        if rest and not rest.startswith(":"):
+            raise ConfigError(f"--bind {text}: expected [IPV6]:PORT")
+        port_text = rest[1:] if rest else "8000"
+    else:
+        if text.count(":") > 1:
+            raise ConfigError(f"--bind {text}: write IPv6 addresses in brackets, e.g. [::1]:8000")
+        host, sep, port_text = text.rpartition(":")
+        if not sep:
+            host, port_text = (text, "8000") if not text.isdigit() else ("127.0.0.1", text)
+    if not port_text.isdigit() or int(port_text) > 65535:
+        raise ConfigError(f"--bind {text}: {port_text!r} is not a port number (0-65535)")
+    return BindSpec(text, "tcp", host=host or "0.0.0.0", port=int(port_text))
+
+
+def somaxconn() -> int | None:
+    try:
+        with open("/proc/sys/net/core/somaxconn") as f:
+            return int(f.read().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def systemd_fds() -> list[int]:
+    """File descriptors passed by systemd socket activation, if they are meant for us."""
+    try:
+        if int(os.environ.get("LISTEN_PID", "-1")) != os.getpid():
+            return []
+        count = int(os.environ.get("LISTEN_FDS", "0"))
+    except ValueError:
+        return []
+    return list(range(3, 3 + count))
+
+
+def open_listeners(binds: tuple[str, ...], backlog: int, umask: int | None) -> list[Listener]:
+    """Bind every address (or adopt systemd's sockets); on failure close what was opened."""
+    specs = [parse_bind(b) for b in binds]
+    limit = somaxconn()
+    if limit is not None and backlog > limit:
+        log.warning("--backlog %d is above net.core.somaxconn (%d); the kernel will use %d",
+                    backlog, limit, limit)
+    opened: list[Listener] = []
+    try:
+        activated = systemd_fds()
+        if activated:
+            for fd in activated:
+                opened.append(_adopt_fd(fd, f"LISTEN_FDS fd {fd}"))
+            for name in ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"):
+                os.environ.pop(name, None)
+            return opened
+        for spec in specs:
+            if spec.kind == "tcp":
+                opened.append(_bind_tcp(spec, backlog))
+            elif spec.kind == "unix":
+                opened.append(_bind_unix(spec, backlog, umask))
+            else:
+                opened.append(_adopt_fd(spec.fd, f"--bind {spec.text}"))
+    except BaseException:
+        close_listeners(opened)
+        raise
+    return opened
+
+
+def _reason(exc: OSError) -> str:
+    if exc.errno == errno.EADDRINUSE:
+        return "address already in use"
+    if exc.errno == errno.EACCES:
+        return "permission denied"
+    if exc.errno == errno.EADDRNOTAVAIL:
+        return "address not available on this machine"
+    return exc.strerror or str(exc)
+
+
+def _bind_tcp(spec: BindSpec, backlog: int) -> Listener:
+    try:
+        infos = socket.getaddrinfo(spec.host, spec.port, socket.AF_UNSPEC, socket.SOCK_STREAM,
+                                   0, socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise ConfigError(f"cannot bind {spec.text}: unknown host {spec.host!r} ({exc.strerror})") from None
+    family, socktype, proto, _, sockaddr = infos[0]
+    sock = socket.socket(family, socktype, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(sockaddr)
+        sock.listen(backlog)
+    except OSError as exc:
+        sock.close()
+        raise ConfigError(f"cannot bind {spec.text}: {_reason(exc)}") from None
+    sock.setblocking(False)
+    name = sock.getsockname()
+    return Listener(sock, False, name[0], str(name[1]))
+
+
+def _bind_unix(spec: BindSpec, backlog: int, umask: int | None) -> Listener:
+    path = spec.path
+    if os.path.exists(path) or os.path.islink(path):
+        if not stat.S_ISSOCK(os.lstat(path).st_mode):
+            raise ConfigError(f"cannot bind {spec.text}: {path} exists and is not a socket")
+        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            probe.connect(path)
+        except OSError:
+            os.unlink(path)  # stale: nobody is listening on it
+        else:
+            raise ConfigError(f"cannot bind {spec.text}: another server is listening on {path}")
+        finally:
+            probe.close()
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    old_umask = os.umask(umask) if umask is not None else None
+    try:
+        sock.bind(path)
+        sock.listen(backlog)
+    except OSError as exc:
+        sock.close()
+        raise ConfigError(f"cannot bind {spec.text}: {_reason(exc)}") from None
+    finally:
+        if old_umask is not None:
+            os.umask(old_umask)
+    sock.setblocking(False)
+    return Listener(sock, True, path, "", unlink_path=path)
+
+
+def _adopt_fd(fd: int, label: str) -> Listener:
+    try:
+        sock = socket.socket(fileno=fd)
+    except OSError as exc:
+        raise ConfigError(f"{label}: not a usable socket ({exc.strerror or exc})") from None
+    try:
+        accepting = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN)
+    except OSError:
+        accepting = 0
+    if sock.type != socket.SOCK_STREAM or not accepting:
+        sock.detach()
+        raise ConfigError(f"{label}: not a listening stream socket")
+    sock.setblocking(False)
+    return listener_from_socket(sock)
+
+
+def listener_from_socket(sock: socket.socket, unlink_path: str | None = None) -> Listener:
+    if sock.family == socket.AF_UNIX:
+        name = sock.getsockname()
+        path = name if isinstance(name, str) else name.decode("utf-8", "replace")
+        return Listener(sock, True, path or "localhost", "", unlink_path)
+    name = sock.getsockname()
+    return Listener(sock, False, name[0], str(name[1]))
+
+
+def adopt_in_worker(fds: list[int], infos: list[dict]) -> list[Listener]:
+    """Rebuild Listener objects from fds received over SCM_RIGHTS."""
+    listeners = []
+    for fd, info in zip(fds, infos):
+        sock = socket.socket(fileno=fd)
+        sock.setblocking(False)
+        listeners.append(Listener(sock, info["is_unix"], info["server_name"], info["server_port"]))
+    return listeners
+
+
+def close_listeners(listeners: list[Listener], unlink: bool = False) -> None:
+    for listener in listeners:
+        try:
+            listener.sock.close()
+        except OSError:
+            pass
+        if unlink and listener.unlink_path:
+            try:
+                os.unlink(listener.unlink_path)
+            except OSError:
+                pass

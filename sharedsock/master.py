@@ -1,0 +1,458 @@
+"""The master: binds once, keeps N workers alive, reloads and stops them. Never serves.
+
+Signal handlers only queue the signal and wake the loop; everything happens
+in ``_loop``, one step at a time: read worker messages, handle signals, reap,
+enforce deadlines, keep the right number of workers running. Reloads start a
+whole new generation and retire the old one only when every new worker has
+said it is ready, so a reload never leaves the socket without acceptors.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import os
+import selectors
+import signal
+import sysconfig
+import threading
+import time
+from collections import deque
+
+from . import __version__
+from .appspec import AppSpec
+from .config import Config
+from .errors import AppLoadError, ConfigError, SharedsockError
+from .launcher import WorkerProcess, start_worker
+from .listeners import Listener, close_listeners, open_listeners
+from .logs import format_exception_line, log, reopen_logs
+from .worker import EXIT_APP_LOAD_FAILED, EXIT_BOOT_FAILED, EXIT_TIMED_OUT, set_process_title
+
+HANDLED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGHUP, signal.SIGTTIN,
+                   signal.SIGTTOU, signal.SIGUSR1, signal.SIGCHLD)
+TICK = 0.25
+ABORT_GRACE = 5.0  # after SIGABRT, how long a stuck worker gets to dump its stacks
+WATCH_EVERY = 1.0
+_WAKE = object()
+
+
+class Halt(SharedsockError):
+    def __init__(self, reason: str, exit_code: int) -> None:
+        super().__init__(reason)
+        self.exit_code = exit_code
+
+
+class Master:
+    def __init__(self, config: Config, spec: AppSpec) -> None:
+        self.config = config
+        self.spec = spec
+        self.target_workers = config.workers
+        self.generation = 1
+        self.workers: list[WorkerProcess] = []
+        self.listeners: list[Listener] = []
+        self.signals: deque[int] = deque()
+        self.sel = selectors.DefaultSelector()
+        self.stopping = 0.0  # monotonic deadline of a graceful stop, 0 while running
+        self.quick_stop = False
+        self.exit_code = 0
+        self.halt_reason: str | None = None
+        self.broken = False  # --reload: the app failed to load; wait for a file change
+        self.boot_failures = 0
+        self.next_spawn = 0.0
+        self.ever_ready = False
+        self.watched: dict[str, float] = {}
+        self.next_watch = 0.0
+        self._ignored_prefixes = _library_prefixes()
+        self._old_handlers: dict[int, object] = {}
+        self._old_wakeup_fd = -1
+        self._wake_r = self._wake_w = -1
+
+    # -- lifecycle ---------------------------------------------------------
+
+    def run(self) -> int:
+        """Serve until stopped; returns the process exit code."""
+        if threading.current_thread() is not threading.main_thread():
+            raise ConfigError("sharedsock must run on the main thread: Python only delivers "
+                              "signals there")
+        config = self.config
+        self.listeners = open_listeners(config.bind, config.backlog, config.umask)
+        try:
+            self._write_pid()
+            if config.preload and self.spec.app is None:
+                self._preload()
+            self._install_signals()
+            set_process_title(f"sharedsock: master [{config.proc_name or self.spec.name}]")
+            log.info("sharedsock %s, master pid %d", __version__, os.getpid())
+            for listener in self.listeners:
+                log.info("Listening at: %s (%d)", listener.url, os.getpid())
+            log.info("Start method: %s, %d worker(s), %d thread(s) each", config.start_method,
+                     self.target_workers, config.threads)
+            for path in config.reload_extra_files:
+                self._watch(path)
+            self._loop()
+        finally:
+            self._cleanup()
+        return self.exit_code
+
+    def _preload(self) -> None:
+        try:
+            app = self.spec.load()
+        except AppLoadError:
+            raise
+        except Exception as exc:
+            raise AppLoadError(format_exception_line(exc)) from exc
+        self.spec = AppSpec(app=app, name=self.spec.name)
+        if threading.active_count() > 1:
+            log.warning("the preloaded app started threads; they do not survive fork into workers")
+        gc.freeze()  # keep the preloaded objects' pages shared across fork
+
+    def _write_pid(self) -> None:
+        if self.config.pid:
+            try:
+                with open(self.config.pid, "w") as f:
+                    f.write(f"{os.getpid()}\n")
+            except OSError as exc:
+                raise ConfigError(f"--pid {self.config.pid}: {exc.strerror}") from None
+
+    def _install_signals(self) -> None:
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        os.set_blocking(self._wake_w, False)
+        self.sel.register(self._wake_r, selectors.EVENT_READ, _WAKE)
+        for sig in HANDLED_SIGNALS:
+            self._old_handlers[sig] = signal.signal(sig, self._on_signal)
+        self._old_wakeup_fd = signal.set_wakeup_fd(self._wake_w, warn_on_full_buffer=False)
+
+    def _on_signal(self, signum, frame) -> None:
+        self.signals.append(signum)
+
+    def _cleanup(self) -> None:
+        for w in self.workers:
+            w.kill()
+        for w in self.workers:
+            try:
+                os.waitpid(w.pid, 0)
+            except ChildProcessError:
+                pass
+            w.control.close()
+        self.workers.clear()
+        if self._old_handlers:
+            signal.set_wakeup_fd(self._old_wakeup_fd)
+            for sig, handler in self._old_handlers.items():
+                signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
+            self._old_handlers.clear()
+        for fd in (self._wake_r, self._wake_w):
+            if fd != -1:
+                os.close(fd)
+        self._wake_r = self._wake_w = -1
+        self.sel.close()
+        close_listeners(self.listeners, unlink=True)
+        if self.config.pid:
+            try:
+                os.unlink(self.config.pid)
+            except OSError:
+                pass
+
+    # -- loop --------------------------------------------------------------
+
+    def _loop(self) -> None:
+        self._maintain(time.monotonic())
+        while True:
+            for key, _ in self.sel.select(TICK):
+                if key.data is _WAKE:
+                    try:
+                        while os.read(self._wake_r, 4096):
+                            pass
+                    except (BlockingIOError, InterruptedError):
+                        pass
+                else:
+                    self._read_worker(key.data)
+            while self.signals:
+                self._handle_signal(self.signals.popleft())
+            self._reap()
+            now = time.monotonic()
+            self._enforce_deadlines(now)
+            if self.stopping or self.quick_stop:
+                if not self.workers:
+                    return
+                continue
+            if self.halt_reason is not None:
+                log.error("%s", self.halt_reason)
+                self._begin_stop(quick=True)
+                continue
+            if self.config.reload and now >= self.next_watch:
+                self.next_watch = now + WATCH_EVERY
+                self._check_files()
+            self._maintain(now)
+
+    def _handle_signal(self, signum: int) -> None:
+        if signum == signal.SIGCHLD:
+            return  # _reap runs every iteration
+        if signum in (signal.SIGTERM, signal.SIGINT):
+            if self.stopping and signum == signal.SIGINT:
+                log.info("second SIGINT: stopping now")
+                self._begin_stop(quick=True)
+            elif not self.stopping:
+                log.info("%s: stopping gracefully (up to %gs)", signal.Signals(signum).name,
+                         self.config.graceful_timeout)
+                self._begin_stop(quick=False)
+        elif signum == signal.SIGQUIT:
+            log.info("SIGQUIT: stopping now")
+            self._begin_stop(quick=True)
+        elif self.stopping or self.quick_stop:
+            return
+        elif signum == signal.SIGHUP:
+            self._reload("SIGHUP")
+        elif signum == signal.SIGTTIN:
+            self.target_workers += 1
+            log.info("SIGTTIN: %d worker(s)", self.target_workers)
+        elif signum == signal.SIGTTOU:
+            if self.target_workers > 1:
+                self.target_workers -= 1
+            log.info("SIGTTOU: %d worker(s)", self.target_workers)
+        elif signum == signal.SIGUSR1:
+            reopen_logs(None)
+            for w in self.workers:
+                w.signal(signal.SIGUSR1)
+
+    def _begin_stop(self, quick: bool) -> None:
+        now = time.monotonic()
+        close_listeners(self.listeners)  # workers close their copies as they drain
+        if quick:
+            self.quick_stop = True
+            self.stopping = self.stopping or now
+            for w in self.workers:
+                w.signal(signal.SIGQUIT)
+                w.term_sent = w.term_sent or now
+            self._quick_deadline = now + 2.0
+            return
+        self.stopping = now + self.config.graceful_timeout
+        for w in self.workers:
+            w.terminate()
+
+    def _reload(self, why: str) -> None:
+        if self.config.preload:
+            log.warning("%s: restarting workers; code preloaded in the master is not reloaded", why)
+        self.generation += 1
+        self.broken = False
+        self.boot_failures = 0
+        self.next_spawn = 0.0
+        log.info("%s: reloading, starting worker generation %d", why, self.generation)
+
+    # -- worker messages -----------------------------------------------------
+
+    def _read_worker(self, w: WorkerProcess) -> None:
+        lines, eof = w.reader.read_lines()
+        now = time.monotonic()
+        for line in lines:
+            kind, _, payload = line.partition(" ")
+            if kind == "hb":
+                w.last_beat = now
+                try:
+                    w.oldest_request = float(payload or 0)
+                except ValueError:
+                    pass
+            elif kind == "ready":
+                w.ready = True
+                w.last_beat = now
+                self.ever_ready = True
+                self.boot_failures = 0
+                log.info("Booted worker %d (generation %d)", w.pid, w.generation)
+            elif kind == "retire":
+                w.leaving = True
+            elif kind == "files":
+                for path in _json_list(payload):
+                    self._watch(path)
+            elif kind == "loaderror":
+                data = json.loads(payload) if payload else {}
+                w.load_error = data.get("reason") or "the app failed to load"
+                if self.config.reload:
+                    for path in data.get("files", []):
+                        self._watch(path)
+        if eof:
+            self.sel.unregister(w.control)
+
+    # -- reaping and replacing -----------------------------------------------
+
+    def _reap(self) -> None:
+        for w in list(self.workers):
+            try:
+                pid, status = os.waitpid(w.pid, os.WNOHANG)
+            except ChildProcessError:
+                pid, status = w.pid, 0
+            if pid == 0:
+                continue
+            self.workers.remove(w)
+            try:
+                self.sel.unregister(w.control)
+            except (KeyError, ValueError):
+                pass
+            w.control.close()
+            if w.popen is not None:
+                w.popen.returncode = os.waitstatus_to_exitcode(status) if status else 0
+            self._worker_exited(w, status)
+
+    def _worker_exited(self, w: WorkerProcess, status: int) -> None:
+        expected = bool(w.term_sent or self.stopping or self.quick_stop)
+        code = os.waitstatus_to_exitcode(status)
+        if code >= 0:
+            how = f"exit code {code}"
+        else:
+            name = signal.Signals(-code).name
+            how = f"signal {name}"
+            if -code == signal.SIGKILL and not w.kill_sent:
+                how += " (not sent by sharedsock: the kernel's OOM killer? see dmesg)"
+        if expected and code in (0, -signal.SIGTERM, -signal.SIGKILL, -signal.SIGQUIT):
+            log.info("worker %d (generation %d) exited", w.pid, w.generation)
+            return
+        if code == EXIT_TIMED_OUT or w.abort_sent:
+            log.error("worker %d (generation %d) timed out and was replaced", w.pid, w.generation)
+            return
+        if w.ready:
+            log.error("worker %d (generation %d) died: %s; replacing it", w.pid, w.generation, how)
+            return
+        self._boot_failed(w, code, how)
+
+    def _boot_failed(self, w: WorkerProcess, code: int, how: str) -> None:
+        reason = w.load_error or (
+            "the worker did not receive its sockets" if code == EXIT_BOOT_FAILED
+            else f"the worker died while starting ({how})")
+        serving = [x for x in self.workers if x.ready and not x.term_sent]
+        self.boot_failures += 1
+        if w.generation == self.generation and any(x.generation < self.generation for x in serving):
+            previous = max(x.generation for x in serving if x.generation < self.generation)
+            log.error("reload failed: %s; the previous workers keep serving", reason)
+            for x in self.workers:
+                if x.generation == self.generation:
+                    x.terminate()
+            self.generation = previous
+            if self.config.reload:
+                self.broken = True
+            return
+        if self.config.reload:
+            if not self.broken:
+                log.error("app failed to load: %s; waiting for a file change", reason)
+            self.broken = True
+            return
+        if not serving and (not self.ever_ready or code in (EXIT_APP_LOAD_FAILED, EXIT_BOOT_FAILED)):
+            exit_code = 2 if code == EXIT_APP_LOAD_FAILED else 1
+            self._halt(f"app failed to load: {reason}" if code == EXIT_APP_LOAD_FAILED
+                       else f"worker failed to boot: {reason}", exit_code)
+            return
+        delay = min(30.0, 0.5 * (2 ** min(self.boot_failures, 6)))
+        log.error("worker failed to start: %s; retrying in %.1fs", reason, delay)
+        self.next_spawn = time.monotonic() + delay
+
+    def _halt(self, reason: str, exit_code: int) -> None:
+        if self.halt_reason is None:
+            self.halt_reason = reason
+            self.exit_code = exit_code
+
+    def _enforce_deadlines(self, now: float) -> None:
+        timeout = self.config.timeout
+        for w in self.workers:
+            if w.kill_sent:
+                continue
+            if self.quick_stop and now >= getattr(self, "_quick_deadline", now):
+                w.kill()
+            elif w.abort_sent:
+                if now - w.abort_sent > ABORT_GRACE:
+                    w.kill()
+            elif w.term_sent:
+                if now - w.term_sent > self.config.graceful_timeout + 1.0:
+                    log.warning("worker %d did not finish in time; killing it", w.pid)
+                    w.kill()
+            elif not w.ready:
+                if now - w.started > max(timeout, 30.0):
+                    log.error("worker %d did not boot within %.0fs; killing it", w.pid,
+                              max(timeout, 30.0))
+                    w.kill()
+            elif timeout:
+                silent = now - w.last_beat
+                busy = now - w.oldest_request if w.oldest_request else 0.0
+                if silent > timeout or busy > timeout:
+                    why = (f"a request running for {busy:.1f}s" if busy > timeout
+                           else f"no heartbeat for {silent:.1f}s")
+                    log.error("worker %d timed out (%s); sending SIGABRT", w.pid, why)
+                    w.abort_sent = now
+                    w.signal(signal.SIGABRT)
+        if self.stopping and not self.quick_stop and now > self.stopping + 1.0:
+            for w in self.workers:
+                w.kill()
+
+    def _maintain(self, now: float) -> None:
+        if self.broken or now < self.next_spawn:
+            return
+        current = [w for w in self.workers if w.generation == self.generation and not w.leaving
+                   and not w.term_sent]
+        missing = self.target_workers - len(current)
+        if missing > 0:
+            for _ in range(missing):
+                self._spawn()
+            return
+        if missing < 0:
+            by_age = sorted(current, key=lambda x: x.started)
+            for w in by_age[:-missing]:
+                w.terminate()
+            current = by_age[-missing:]
+        if all(w.ready for w in current):
+            for w in self.workers:
+                if (w.generation != self.generation or w.leaving) and not w.term_sent:
+                    w.terminate()
+
+    def _spawn(self) -> None:
+        used = {w.index for w in self.workers if w.generation == self.generation and not w.term_sent}
+        index = next(i for i in range(len(used) + 1) if i not in used)
+        keep_out = [self._wake_r, self._wake_w] + [w.control.fileno() for w in self.workers]
+        try:
+            w = start_worker(self.config, self.spec, self.listeners, self.generation, index, keep_out)
+        except OSError as exc:
+            log.error("could not start a worker: %s", exc)
+            self.next_spawn = time.monotonic() + 1.0
+            return
+        self.workers.append(w)
+        self.sel.register(w.control, selectors.EVENT_READ, w)
+        log.debug("started worker %d (generation %d)", w.pid, w.generation)
+
+    # -- --reload --------------------------------------------------------------
+
+    def _watch(self, path: str) -> None:
+        if path in self.watched or path.startswith(self._ignored_prefixes):
+            return
+        try:
+            self.watched[path] = os.stat(path).st_mtime
+        except OSError:
+            self.watched[path] = -1.0
+
+    def _check_files(self) -> None:
+        changed = []
+        for path, seen in list(self.watched.items()):
+            try:
+                mtime = os.stat(path).st_mtime
+            except OSError:
+                mtime = -1.0
+            if mtime != seen:
+                self.watched[path] = mtime
+                changed.append(path)
+        if changed:
+            more = f" (and {len(changed) - 1} more)" if len(changed) > 1 else ""
+            self._reload(f"{changed[0]} changed{more}")
+
+
+def _json_list(payload: str) -> list[str]:
+    try:
+        data = json.loads(payload)
+    except ValueError:
+        return []
+    return [p for p in data if isinstance(p, str)] if isinstance(data, list) else []
+
+
+def _library_prefixes() -> tuple[str, ...]:
+    """Standard library and site-packages: not worth a stat() per second under --reload."""
+    paths = set()
+    for key in ("stdlib", "platstdlib", "purelib", "platlib"):
+        try:
+            paths.add(sysconfig.get_path(key))
+        except KeyError:
+            pass
+    return tuple(sorted(p.rstrip("/") + "/" for p in paths if p))

@@ -1,0 +1,79 @@
+"""The one path every front end (CLI, ``serve()``, Flask, Django) takes to a running master."""
+
+from __future__ import annotations
+
+import os
+import threading
+from typing import TYPE_CHECKING, Any, Callable, Mapping
+
+from .appspec import AppSpec
+from .config import Config, build_config, env_values
+from .errors import AppLoadError, ConfigError, SharedsockError
+from .logs import check_access_log_format, setup_error_log
+
+
+def prepare(config: Config, spec: AppSpec) -> None:
+    """Checks that need the file system; raises ConfigError before anything starts."""
+    if spec.app is not None and config.start_method == "spawn":
+        raise ConfigError("--start-method spawn needs the app as an import string "
+                          "(e.g. 'package.module:app'): a spawned worker cannot receive an object")
+    try:
+        check_access_log_format(config.access_log_format)
+    except ValueError as exc:
+        raise ConfigError(f"--access-log-format: {exc}") from None
+    if config.access_log and config.access_log != "-":
+        _check_writable(config.access_log, "--access-log")
+    if config.error_log != "-":
+        _check_writable(config.error_log, "--error-log")
+    for path in config.reload_extra_files:
+        if not os.path.exists(path):
+            raise ConfigError(f"--reload-extra-files: {path} does not exist")
+    try:
+        setup_error_log(config.error_log, config.log_level)
+    except OSError as exc:
+        raise ConfigError(f"--error-log {config.error_log}: {exc.strerror or exc}") from None
+
+
+def _check_writable(path: str, flag: str) -> None:
+    try:
+        with open(path, "a"):
+            pass
+    except OSError as exc:
+        raise ConfigError(f"{flag} {path}: {exc.strerror or exc}") from None
+
+
+def run(config: Config, spec: AppSpec) -> "Master":
+    """Start the master and block until it stops; returns it for its exit code and reason."""
+    from .master import Master
+
+    prepare(config, spec)
+    master = Master(config, spec)
+    master.run()
+    return master
+
+
+def resolve(options: Mapping[str, Any], source: str = "serve()",
+            defaults: Mapping[str, Any] | None = None) -> Config:
+    """Defaults from an integration, then SHAREDSOCK_* variables, then explicit options."""
+    layers = []
+    if defaults:
+        layers.append(("settings", defaults))
+    layers.append(("environment", env_values()))
+    layers.append((source, options))
+    return build_config(*layers)
+
+
+def serve(app: "Callable | str", **options: Any) -> None:
+    if threading.current_thread() is not threading.main_thread():
+        raise ConfigError("serve() must be called from the main thread: the master needs "
+                          "Python's signal handlers, which only the main thread can install")
+    config = resolve(options)
+    spec = AppSpec.from_target(app) if isinstance(app, str) else AppSpec.from_callable(app)
+    master = run(config, spec)
+    if master.exit_code:
+        reason = master.halt_reason or f"server stopped with exit code {master.exit_code}"
+        raise (AppLoadError if master.exit_code == 2 else SharedsockError)(reason)
+
+
+if TYPE_CHECKING:
+    from .master import Master

@@ -1,0 +1,387 @@
+"""A worker process: adopt the listeners, load the app, accept and serve until told to stop.
+
+One selector watches the listeners, the master's channel, a wake-up pipe
+(signals and finished pool jobs) and every connection that is idle or still
+sending its request head. Requests run inline with ``--threads 1`` and on a
+pool otherwise; either way a connection reaches the app only once its whole
+head has arrived, and the listeners are watched only while there is room to
+serve another connection, so a busy worker leaves new clients to its siblings.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import selectors
+import signal
+import socket
+import sys
+import threading
+import time
+import traceback
+from collections import deque
+from queue import SimpleQueue
+
+from .appspec import AppSpec, loaded_module_files
+from .config import Config
+from .connection import CLOSED, READY, WAIT, Connection, ServerContext
+from .handoff import send_line
+from .http.parser import Limits
+from .listeners import Listener
+from .logs import AccessLog, format_exception_line, log, reopen_logs
+from .proxy import TrustedProxies
+
+EXIT_OK = 0
+EXIT_BOOT_FAILED = 3
+EXIT_APP_LOAD_FAILED = 4
+EXIT_TIMED_OUT = 5
+
+_WAKE = object()
+_CONTROL = object()
+
+
+def set_process_title(title: str) -> None:
+    try:
+        import setproctitle
+    except ImportError:
+        return
+    setproctitle.setproctitle(title)
+
+
+class Worker:
+    def __init__(self, config: Config, app_spec: AppSpec, listeners: list[Listener],
+                 control: socket.socket, index: int, generation: int) -> None:
+        self.config = config
+        self.app_spec = app_spec
+        self.listeners = listeners
+        self.control = control
+        self.index = index
+        self.generation = generation
+        self.pid = os.getpid()
+        self.sel = selectors.DefaultSelector()
+        self.conns: dict[int, Connection] = {}  # registered in the selector, by fd
+        self.busy = 0
+        self.waiting: deque[Connection] = deque()  # complete requests waiting for a thread
+        self.done: deque[tuple[Connection, int]] = deque()
+        self.jobs: SimpleQueue = SimpleQueue()
+        self.threads: list[threading.Thread] = []
+        self.ctx: ServerContext | None = None
+        self.draining = False
+        self.drain_deadline = 0.0
+        self.stop_now = False
+        self.retire_sent = False
+        self.listening = False
+        self.reported_modules = 0
+        jitter = config.max_requests_jitter
+        self.max_requests = config.max_requests + (random.randint(0, jitter) if jitter else 0) \
+            if config.max_requests else 0
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        os.set_blocking(self._wake_w, False)
+
+    # -- start -------------------------------------------------------------
+
+    def run(self) -> int:
+        self.control.setblocking(False)
+        set_process_title(f"sharedsock: worker [{self.config.proc_name or self.app_spec.name}]")
+        self._install_signals()
+        try:
+            app = self.app_spec.load()
+        except KeyboardInterrupt:
+            raise
+        except BaseException as exc:  # noqa: BLE001 - report anything the app's import raises
+            self._report_load_error(exc)
+            return EXIT_APP_LOAD_FAILED
+        config = self.config
+        access = AccessLog(config.access_log, config.access_log_format) if config.access_log else None
+        self.ctx = ServerContext(
+            app,
+            limits=Limits(config.limit_request_line, config.limit_request_fields,
+                          config.limit_request_field_size, config.limit_request_body),
+            keepalive=config.keepalive,
+            header_timeout=config.header_timeout,
+            body_timeout=config.body_timeout,
+            min_body_rate=config.min_body_rate,
+            root_path=config.root_path,
+            server_header=config.server_header,
+            trusted=TrustedProxies(config.forwarded_allow_ips),
+            access_log=access,
+            multithread=config.threads > 1,
+            multiprocess=config.workers > 1 or config.reload,
+        )
+        self._access = access
+        if config.threads > 1:
+            for n in range(config.threads):
+                t = threading.Thread(target=self._pool_loop, name=f"sharedsock-pool-{n}", daemon=True)
+                t.start()
+                self.threads.append(t)
+        self.sel.register(self._wake_r, selectors.EVENT_READ, _WAKE)
+        self.sel.register(self.control, selectors.EVENT_READ, _CONTROL)
+        self._watch_listeners(True)
+        send_line(self.control, "ready", {"pid": self.pid}, reliable=True)
+        self._report_modules()
+        log.debug("worker %d ready (generation %d)", self.pid, self.generation)
+        self._loop()
+        self._shutdown()
+        return EXIT_OK
+
+    def _report_load_error(self, exc: BaseException) -> None:
+        if isinstance(exc, SystemExit):
+            reason = f"the app called sys.exit({exc.code!r}) while loading"
+        else:
+            from .errors import AppLoadError
+            reason = str(exc) if isinstance(exc, AppLoadError) else format_exception_line(exc)
+        log.debug("app failed to load:\n%s", "".join(traceback.format_exception(exc)))
+        files = loaded_module_files()
+        if isinstance(exc, SyntaxError) and exc.filename:
+            files.append(exc.filename)
+        tb = exc.__traceback__
+        while tb is not None:
+            files.append(tb.tb_frame.f_code.co_filename)
+            tb = tb.tb_next
+        send_line(self.control, "loaderror", {"reason": reason, "files": sorted(set(files))},
+                  reliable=True)
+
+    def _report_modules(self) -> None:
+        if not self.config.reload:
+            return
+        count = len(sys.modules)
+        if count != self.reported_modules:
+            self.reported_modules = count
+            send_line(self.control, "files", loaded_module_files(), reliable=True)
+
+    # -- signals -----------------------------------------------------------
+
+    def _install_signals(self) -> None:
+        for sig in (signal.SIGINT, signal.SIGHUP, signal.SIGTTIN, signal.SIGTTOU):
+            signal.signal(sig, signal.SIG_IGN)  # the master decides; Ctrl-C reaches it too
+        signal.signal(signal.SIGTERM, self._on_term)
+        signal.signal(signal.SIGQUIT, self._on_quit)
+        signal.signal(signal.SIGUSR1, self._on_usr1)
+        signal.signal(signal.SIGABRT, self._on_abort)
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        signal.set_wakeup_fd(self._wake_w, warn_on_full_buffer=False)
+
+    def _on_term(self, signum, frame) -> None:
+        self.draining = True
+
+    def _on_quit(self, signum, frame) -> None:
+        self.stop_now = True
+
+    def _on_usr1(self, signum, frame) -> None:
+        reopen_logs(getattr(self, "_access", None))
+
+    def _on_abort(self, signum, frame) -> None:
+        """The master says we are stuck: show where, answer what we can, and go."""
+        names = {t.ident: t.name for t in threading.enumerate()}
+        parts = [f"worker {self.pid} timed out; stacks of every thread:"]
+        for ident, stack in sys._current_frames().items():
+            parts.append(f"--- thread {names.get(ident, ident)} ---")
+            parts.append("".join(traceback.format_stack(stack)).rstrip())
+        log.error("\n".join(parts))
+        if self.ctx is not None:
+            for conn in list(self.ctx.inflight):
+                conn.answer_timeout()
+        _flush_logs()
+        os._exit(EXIT_TIMED_OUT)
+
+    # -- the loop ----------------------------------------------------------
+
+    def _loop(self) -> None:
+        config = self.config
+        beat_every = min(1.0, config.timeout / 4) if config.timeout else 1.0
+        beat_every = max(beat_every, 0.05)
+        sweep_every = max(0.05, min(1.0, config.keepalive / 2 or 1.0, config.header_timeout / 2))
+        next_beat = next_sweep = 0.0
+        select = self.sel.select
+        conns = self.conns
+        while True:
+            now = time.monotonic()
+            if now >= next_beat:
+                oldest = self.ctx.oldest_request_start()
+                send_line(self.control, "hb", oldest)
+                next_beat = now + beat_every
+                self._report_modules()
+            if now >= next_sweep:
+                self._sweep(now)
+                next_sweep = now + sweep_every
+            if self.stop_now:
+                return
+            if self.draining:
+                if not self.drain_deadline:
+                    self._begin_drain(now)
+                if (not conns and not self.busy and not self.waiting) or now >= self.drain_deadline:
+                    return
+            timeout = max(0.0, min(next_beat, next_sweep) - time.monotonic())
+            for key, _ in select(timeout):
+                data = key.data
+                if type(data) is Connection:
+                    state = data.on_readable()
+                    if state == READY:
+                        self._dispatch(data)
+                    elif state == CLOSED:
+                        self._forget(data)
+                elif data is _WAKE:
+                    self._on_wake()
+                elif data is _CONTROL:
+                    self._on_control()
+                else:
+                    self._accept(data)
+
+    def _accept(self, listener: Listener) -> None:
+        try:
+            sock, peer = listener.sock.accept()
+        except (BlockingIOError, InterruptedError, ConnectionAbortedError):
+            return
+        except OSError as exc:
+            log.error("accept() failed on %s: %s", listener.url, exc)
+            return
+        server = ("localhost", "80") if listener.is_unix else (listener.server_name, listener.server_port)
+        conn = Connection(sock, peer, server, self.ctx, listener.is_unix)
+        fd = sock.fileno()
+        self.conns[fd] = conn
+        self.sel.register(fd, selectors.EVENT_READ, conn)
+        if len(self.conns) >= self.config.worker_connections:
+            self._watch_listeners(False)
+        state = conn.on_readable()  # the request has often arrived with the connection
+        if state == READY:
+            self._dispatch(conn)
+        elif state == CLOSED:
+            self._forget(conn)
+
+    def _dispatch(self, conn: Connection) -> None:
+        if not self.threads:
+            state = conn.serve()
+            if state == CLOSED:
+                self._forget(conn)
+            self._after_request()
+            return
+        self._unregister(conn)
+        if self.busy < self.config.threads:
+            self.busy += 1
+            self.jobs.put(conn)
+        else:
+            self.waiting.append(conn)
+        self._update_listening()
+
+    def _pool_loop(self) -> None:
+        jobs, done, wake = self.jobs, self.done, self._wake_w
+        while True:
+            conn = jobs.get()
+            if conn is None:
+                return
+            state = conn.serve()
+            done.append((conn, state))
+            try:
+                os.write(wake, b"\0")
+            except BlockingIOError:
+                pass  # the loop is already awake
+
+    def _on_wake(self) -> None:
+        try:
+            while os.read(self._wake_r, 4096):
+                pass
+        except (BlockingIOError, InterruptedError):
+            pass
+        while self.done:
+            conn, state = self.done.popleft()
+            self.busy -= 1
+            if state == WAIT and not conn.closed:
+                fd = conn.sock.fileno()
+                self.conns[fd] = conn
+                self.sel.register(fd, selectors.EVENT_READ, conn)
+            self._after_request()
+        while self.waiting and self.busy < self.config.threads:
+            self.busy += 1
+            self.jobs.put(self.waiting.popleft())
+        self._update_listening()
+
+    def _on_control(self) -> None:
+        try:
+            data = self.control.recv(4096)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:  # the master is gone: finish what we have and leave
+            log.warning("worker %d lost its master; draining", self.pid)
+            self.sel.unregister(self.control)
+            self.draining = True
+
+    def _after_request(self) -> None:
+        if self.max_requests and not self.retire_sent and self.ctx.requests_served >= self.max_requests:
+            self.retire_sent = True
+            log.info("worker %d served %d requests; asking to be replaced", self.pid,
+                     self.ctx.requests_served)
+            send_line(self.control, "retire", reliable=True)
+
+    def _sweep(self, now: float) -> None:
+        for conn in [c for c in self.conns.values() if c.deadline <= now]:
+            self._unregister(conn)
+            conn.expire()
+
+    def _unregister(self, conn: Connection) -> None:
+        fd = conn.sock.fileno()
+        if fd == -1:
+            fd = next((k for k, v in self.conns.items() if v is conn), -1)
+        if self.conns.pop(fd, None) is not None:
+            try:
+                self.sel.unregister(fd)
+            except (KeyError, ValueError):
+                pass
+            if not self.draining:
+                self._update_listening()
+
+    def _forget(self, conn: Connection) -> None:
+        self._unregister(conn)
+        conn.close()
+
+    def _update_listening(self) -> None:
+        room = (not self.draining and len(self.conns) + self.busy + len(self.waiting)
+                < self.config.worker_connections)
+        if self.threads:
+            room = room and self.busy + len(self.waiting) < self.config.threads
+        if room != self.listening:
+            self._watch_listeners(room)
+
+    def _watch_listeners(self, on: bool) -> None:
+        if on == self.listening:
+            return
+        for listener in self.listeners:
+            if on:
+                self.sel.register(listener.sock, selectors.EVENT_READ, listener)
+            else:
+                self.sel.unregister(listener.sock)
+        self.listening = on
+
+    # -- stop --------------------------------------------------------------
+
+    def _begin_drain(self, now: float) -> None:
+        self.drain_deadline = now + self.config.graceful_timeout
+        self.ctx.draining = True
+        self._watch_listeners(False)
+        for listener in self.listeners:
+            listener.sock.close()
+        for conn in [c for c in self.conns.values() if c.is_idle]:
+            self._forget(conn)
+        log.debug("worker %d draining %d connection(s)", self.pid, len(self.conns) + self.busy)
+
+    def _shutdown(self) -> None:
+        for conn in list(self.conns.values()):
+            conn.close()
+        for _ in self.threads:
+            self.jobs.put(None)
+        _flush_logs()
+
+
+def _flush_logs() -> None:
+    for handler in log.handlers:
+        try:
+            handler.flush()
+        except Exception:  # noqa: BLE001
+            pass
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        pass
