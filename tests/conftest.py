@@ -1,0 +1,256 @@
+"""Shared helpers: start a real sharedsock server process and talk to it over real sockets.
+
+Servers bind port 0 (or a temp unix socket) and the tests read the real
+address from the server's log, as a user would. Every wait polls a condition
+against a generous deadline; on failure the server log is printed.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).resolve().parent
+APPS = HERE / "apps"
+DEADLINE = 30.0  # generous: a loaded 2-core machine is slow
+
+_LISTENING = re.compile(r"Listening at: (\S+)")
+_BOOTED = re.compile(r"Booted worker (\d+) \(generation (\d+)\)")
+
+
+def wait_for(condition, timeout: float = DEADLINE, interval: float = 0.05, message: str = "condition"):
+    """Poll ``condition`` until it returns something truthy; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = condition()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {message}")
+        time.sleep(interval)
+
+
+class Server:
+    """A sharedsock process started from the command line, as a user would."""
+
+    def __init__(self, args: list[str], tmp_path: Path, env: dict | None = None,
+                 cwd: Path | None = None, command: list[str] | None = None) -> None:
+        self.log_path = tmp_path / f"server-{time.monotonic_ns()}.log"
+        self._log_file = open(self.log_path, "wb")
+        full_env = dict(os.environ)
+        full_env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(APPS), full_env.get("PYTHONPATH")]))
+        full_env["PYTHONUNBUFFERED"] = "1"
+        if env:
+            full_env.update(env)
+        self.args = (command or ["sharedsock"]) + args
+        self.proc = subprocess.Popen(self.args, stdout=self._log_file, stderr=subprocess.STDOUT,
+                                     env=full_env, cwd=str(cwd or tmp_path),
+                                     start_new_session=True)
+        self.url = ""
+
+    # -- log ---------------------------------------------------------------
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def wait_log(self, pattern: str, timeout: float = DEADLINE, count: int = 1) -> list[re.Match]:
+        regex = re.compile(pattern)
+
+        def found():
+            matches = list(regex.finditer(self.log()))
+            return matches if len(matches) >= count else None
+
+        try:
+            return wait_for(found, timeout, message=f"{pattern!r} x{count} in the server log")
+        except AssertionError:
+            print(self.log())
+            raise
+
+    def wait_ready(self, workers: int = 1, timeout: float = DEADLINE) -> "Server":
+        match = self.wait_log(_LISTENING.pattern, timeout)[0]
+        self.url = match.group(1)
+        self.wait_log(_BOOTED.pattern, timeout, count=workers)
+        return self
+
+    def booted_pids(self) -> list[int]:
+        return [int(m.group(1)) for m in _BOOTED.finditer(self.log())]
+
+    # -- addresses -----------------------------------------------------------
+
+    @property
+    def address(self):
+        if self.url.startswith("unix:"):
+            return self.url[5:]
+        host_port = self.url.split("://", 1)[1]
+        host, _, port = host_port.rpartition(":")
+        return host.strip("[]"), int(port)
+
+    @property
+    def port(self) -> int:
+        return self.address[1]
+
+    def connect(self, timeout: float = DEADLINE) -> socket.socket:
+        address = self.address
+        family = socket.AF_UNIX if isinstance(address, str) else (
+            socket.AF_INET6 if ":" in address[0] else socket.AF_INET)
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.settimeout(timeout)
+        sock.connect(address)
+        return sock
+
+    # -- lifecycle -------------------------------------------------------------
+
+    def send(self, signum: int) -> None:
+        self.proc.send_signal(signum)
+
+    def stop(self, signum: int = signal.SIGTERM, timeout: float = DEADLINE) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signum)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            print(self.log())
+            raise
+
+    def wait_exit(self, timeout: float = DEADLINE) -> int:
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            print(self.log())
+            raise
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            self.proc.wait(10)
+        self._log_file.close()
+
+
+@pytest.fixture
+def start_server(tmp_path):
+    """``start_server(args, workers=N)`` -> a ready Server; every server is killed at teardown."""
+    servers: list[Server] = []
+
+    def start(args: list[str], workers: int | None = 1, wait: bool = True, **kwargs) -> Server:
+        server = Server(args, tmp_path, **kwargs)
+        servers.append(server)
+        if wait:
+            server.wait_ready(workers or 1)
+        return server
+
+    yield start
+    for server in servers:
+        server.kill()
+
+
+@pytest.fixture(params=["fork", "spawn"])
+def start_method(request) -> str:
+    """Engine tests run under both ways of sharing the socket."""
+    return request.param
+
+
+def http_get(server: Server, path: str = "/", headers: dict | None = None,
+             timeout: float = DEADLINE) -> tuple[int, dict, bytes]:
+    """One request on a fresh connection (Connection: close); returns (status, headers, body)."""
+    lines = [f"GET {path} HTTP/1.1", "Host: test", "Connection: close"]
+    lines += [f"{k}: {v}" for k, v in (headers or {}).items()]
+    data = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+    return parse_response(raw_exchange(server, data, timeout))
+
+
+def raw_exchange(server: Server, data: bytes, timeout: float = DEADLINE) -> bytes:
+    """Send raw bytes, read until the server closes the connection."""
+    with server.connect(timeout) as sock:
+        sock.sendall(data)
+        return read_until_close(sock)
+
+
+def read_until_close(sock: socket.socket) -> bytes:
+    chunks = []
+    while True:
+        try:
+            chunk = sock.recv(65536)
+        except ConnectionResetError:
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def parse_response(raw: bytes) -> tuple[int, dict, bytes]:
+    """Parse one response (Content-Length, chunked or close-delimited)."""
+    responses = parse_responses(raw)
+    assert responses, f"no response in {raw[:200]!r}"
+    return responses[0]
+
+
+def parse_responses(raw: bytes, head_requests: int = 0) -> list[tuple[int, dict, bytes]]:
+    """Every response in a byte stream, in order."""
+    out = []
+    while raw:
+        head, sep, rest = raw.partition(b"\r\n\r\n")
+        if not sep:
+            raise AssertionError(f"incomplete response head: {raw[:200]!r}")
+        lines = head.decode("latin-1").split("\r\n")
+        status = int(lines[0].split(" ", 2)[1])
+        headers: dict[str, str] = {}
+        for line in lines[1:]:
+            name, _, value = line.partition(":")
+            headers[name.strip().lower()] = value.strip()
+        if status < 200 or status in (204, 304) or head_requests > 0:
+            if head_requests > 0 and status >= 200:
+                head_requests -= 1
+            body, raw = b"", rest
+            if status < 200:
+                continue
+        elif headers.get("transfer-encoding", "").lower() == "chunked":
+            body, raw = _dechunk(rest)
+        elif "content-length" in headers:
+            n = int(headers["content-length"])
+            body, raw = rest[:n], rest[n:]
+        else:
+            body, raw = rest, b""
+        out.append((status, headers, body))
+    return out
+
+
+def _dechunk(data: bytes) -> tuple[bytes, bytes]:
+    body = []
+    while True:
+        size_line, _, data = data.partition(b"\r\n")
+        size = int(size_line.split(b";")[0], 16)
+        if size == 0:
+            _, _, data = data.partition(b"\r\n")
+            return b"".join(body), data
+        body.append(data[:size])
+        data = data[size + 2:]
+
+
+def pid_of(body: bytes) -> int:
+    match = re.search(rb"pid=(\d+)", body)
+    assert match, f"no pid in {body[:200]!r}"
+    return int(match.group(1))
+
+
+def process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def python() -> str:
+    return sys.executable
