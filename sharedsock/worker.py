@@ -164,6 +164,8 @@ class Worker:
 
     def _on_term(self, signum, frame) -> None:
         self.draining = True
+        if self.ctx is not None:
+            self.ctx.draining = True  # a response being written now already says Connection: close
 
     def _on_quit(self, signum, frame) -> None:
         self.stop_now = True
@@ -362,7 +364,9 @@ class Worker:
         self._watch_listeners(False)
         for listener in self.listeners:
             listener.sock.close()
-        for conn in [c for c in self.conns.values() if c.is_idle]:
+        # Idle keep-alive connections go now; a fresh one (environ still None) was
+        # accepted for a request that is on its way and gets served first.
+        for conn in [c for c in self.conns.values() if c.is_idle and c.environ is not None]:
             self._forget(conn)
         log.debug("worker %d draining %d connection(s)", self.pid, len(self.conns) + self.busy)
 

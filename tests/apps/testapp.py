@@ -9,6 +9,7 @@ import time
 def app(environ, start_response):
     path = environ["PATH_INFO"]
     if path == "/slow":
+        print(f"slow request started in {os.getpid()}", file=sys.stderr, flush=True)
         time.sleep(float(environ.get("QUERY_STRING") or "1"))
     elif path == "/hang":
         while True:
