@@ -42,7 +42,8 @@ class Server:
     """A sharedsock process started from the command line, as a user would."""
 
     def __init__(self, args: list[str], tmp_path: Path, env: dict | None = None,
-                 cwd: Path | None = None, command: list[str] | None = None) -> None:
+                 cwd: Path | None = None, command: list[str] | None = None,
+                 pass_fds: tuple[int, ...] = ()) -> None:
         self.log_path = tmp_path / f"server-{time.monotonic_ns()}.log"
         self._log_file = open(self.log_path, "wb")
         full_env = dict(os.environ)
@@ -53,7 +54,7 @@ class Server:
         self.args = (command or ["sharedsock"]) + args
         self.proc = subprocess.Popen(self.args, stdout=self._log_file, stderr=subprocess.STDOUT,
                                      env=full_env, cwd=str(cwd or tmp_path),
-                                     start_new_session=True)
+                                     start_new_session=True, pass_fds=pass_fds)
         self.url = ""
 
     # -- log ---------------------------------------------------------------

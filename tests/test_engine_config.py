@@ -1,0 +1,254 @@
+"""Entry points, binds and bad configuration: what a user types and what they get back."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from conftest import APPS, http_get, pid_of, wait_for
+
+
+def run_cli(args: list[str], tmp_path, timeout: float = 60) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONPATH=str(APPS))
+    return subprocess.run(["sharedsock", *args], capture_output=True, text=True, env=env,
+                          cwd=tmp_path, timeout=timeout)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--no-such-flag", "testapp:app"], "unrecognized arguments: --no-such-flag"),
+    (["--workers", "-1", "testapp:app"], "--workers: must be at least 1"),
+    (["--workers", "many", "testapp:app"], "--workers: expected an integer"),
+    (["--bind", "127.0.0.1:99999", "testapp:app"], "is not a port number"),
+    (["--bind", "no-such-host.invalid:80", "testapp:app"], "unknown host"),
+    (["--bind", "unix:", "testapp:app"], "a unix socket needs a path"),
+    (["--start-method", "thread", "testapp:app"], "expected one of fork, spawn"),
+    (["--timeout", "soon", "testapp:app"], "--timeout: expected a number"),
+    (["--error-log", "/nonexistent-dir/x.log", "testapp:app"], "--error-log /nonexistent-dir/x.log"),
+    (["--access-log-format", "%(nope)s", "--access-log", "-", "testapp:app"], "unknown atom 'nope'"),
+    (["--preload", "--start-method", "spawn", "testapp:app"], "--preload needs --start-method fork"),
+    (["--forwarded-allow-ips", "not-an-ip", "testapp:app"], "is not an IP address"),
+    (["testapp:app("], "invalid app target"),
+    ([], "no app given"),
+])
+def test_bad_configuration_is_one_line_exit_2(tmp_path, args, message):
+    result = run_cli(["--bind", "127.0.0.1:0", *args] if "--bind" not in args else args, tmp_path)
+    assert result.returncode == 2, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert message in lines[0]
+    assert "Traceback" not in result.stderr
+
+
+def test_bad_environment_variable_is_one_line(tmp_path):
+    env = dict(os.environ, PYTHONPATH=str(APPS), SHAREDSOCK_WORKERS="zero")
+    result = subprocess.run(["sharedsock", "testapp:app"], capture_output=True, text=True, env=env,
+                            cwd=tmp_path, timeout=60)
+    assert result.returncode == 2
+    assert result.stderr.strip() == "sharedsock: error: SHAREDSOCK_WORKERS: expected an integer, got 'zero'"
+
+
+def test_address_in_use_is_one_line(tmp_path):
+    holder = socket.socket()
+    holder.bind(("127.0.0.1", 0))
+    holder.listen()
+    port = holder.getsockname()[1]
+    try:
+        result = run_cli(["--bind", f"127.0.0.1:{port}", "testapp:app"], tmp_path)
+    finally:
+        holder.close()
+    assert result.returncode == 2
+    assert result.stderr.strip() == f"sharedsock: error: cannot bind 127.0.0.1:{port}: address already in use"
+
+
+@pytest.mark.parametrize("target, expected", [
+    ("testapp:not_callable", "testapp:not_callable is not a WSGI callable"),
+    ("testapp:missing", "module 'testapp' has no attribute 'missing'"),
+])
+def test_bad_app_attribute_exit_2(start_server, target, expected):
+    server = start_server(["--bind", "127.0.0.1:0", target], wait=False)
+    assert server.wait_exit() == 2
+    assert expected in server.log()
+    assert "Traceback" not in server.log()
+
+
+def test_print_config_shows_resolved_values(tmp_path):
+    env = dict(os.environ, SHAREDSOCK_THREADS="3")
+    result = subprocess.run(["sharedsock", "--print-config", "--workers", "5"], capture_output=True,
+                            text=True, env=env, timeout=60)
+    assert result.returncode == 0
+    assert "workers                  = 5" in result.stdout
+    assert "threads                  = 3" in result.stdout
+    assert "bind                     = 127.0.0.1:8000" in result.stdout
+
+
+def test_python_dash_m_and_factory_target(start_server):
+    server = start_server(["--bind", "127.0.0.1:0", "testapp:create_app('howdy', x=1)"],
+                          command=[sys.executable, "-m", "sharedsock"])
+    status, _, body = http_get(server, "/")
+    assert status == 200 and body.startswith(b"howdy pid=")
+    assert server.stop() == 0
+
+
+def test_module_only_target_finds_application(start_server, tmp_path):
+    (tmp_path / "onlymod.py").write_text(textwrap.dedent("""
+        def application(environ, start_response):
+            start_response("200 OK", [("Content-Type", "text/plain")])
+            return [b"found application"]
+    """))
+    server = start_server(["--bind", "127.0.0.1:0", "onlymod"], cwd=tmp_path)
+    assert http_get(server, "/")[2] == b"found application"
+    assert server.stop() == 0
+
+
+def test_unix_socket_bind_replaces_stale_file(start_server, tmp_path, start_method):
+    path = tmp_path / "app.sock"
+    stale = socket.socket(socket.AF_UNIX)
+    stale.bind(str(path))
+    stale.close()  # the file stays, nobody listens: a crashed server's leftover
+    server = start_server(["--bind", f"unix:{path}", "--umask", "077", "--start-method", start_method,
+                           "testapp:app"])
+    assert server.url == f"unix:{path}"
+    assert oct(os.stat(path).st_mode & 0o777) == oct(0o700)
+    status, _, body = http_get(server, "/")
+    assert status == 200 and b"pid=" in body
+    assert server.stop() == 0
+    assert not path.exists()
+
+
+def test_live_unix_socket_is_an_error(start_server, tmp_path):
+    path = tmp_path / "live.sock"
+    first = start_server(["--bind", f"unix:{path}", "testapp:app"])
+    result = run_cli(["--bind", f"unix:{path}", "testapp:app"], tmp_path)
+    assert result.returncode == 2
+    assert "another server is listening" in result.stderr
+    assert http_get(first, "/")[0] == 200
+
+
+def _listening_socket() -> socket.socket:
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(64)
+    sock.set_inheritable(True)
+    return sock
+
+
+def test_inherited_fd_bind(start_server, start_method):
+    sock = _listening_socket()
+    port = sock.getsockname()[1]
+    fd = sock.fileno()
+    server = start_server(["--bind", f"fd://{fd}", "--start-method", start_method, "testapp:app"],
+                          pass_fds=(fd,))
+    sock.close()
+    assert server.port == port
+    assert http_get(server, "/")[0] == 200
+    assert server.stop() == 0
+
+
+def test_systemd_socket_activation(tmp_path):
+    sock = _listening_socket()
+    port = sock.getsockname()[1]
+    # LISTEN_PID must be the server's own pid, so set it in the child right before exec.
+    script = ("import os, sys; os.dup2(int(sys.argv[1]), 3); os.environ['LISTEN_FDS'] = '1'; "
+              "os.environ['LISTEN_PID'] = str(os.getpid()); "
+              "os.execvp('sharedsock', ['sharedsock', 'testapp:app'])")
+    log = tmp_path / "log"
+    env = dict(os.environ, PYTHONPATH=str(APPS))
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([sys.executable, "-c", script, str(sock.fileno())], stdout=out,
+                                stderr=subprocess.STDOUT, env=env, cwd=tmp_path,
+                                pass_fds=(sock.fileno(),))
+    sock.close()
+    try:
+        wait_for(lambda: "Booted worker" in log.read_text(), message="systemd-activated server")
+        assert f"Listening at: http://127.0.0.1:{port}" in log.read_text()
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as c:
+            c.sendall(b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+            assert c.recv(100).startswith(b"HTTP/1.1 200")
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+def test_pid_file_written_and_removed(start_server, tmp_path):
+    pidfile = tmp_path / "server.pid"
+    server = start_server(["--bind", "127.0.0.1:0", "--pid", str(pidfile), "testapp:app"])
+    assert int(pidfile.read_text()) == server.proc.pid
+    assert server.stop() == 0
+    assert not pidfile.exists()
+
+
+def test_access_log_combined_and_json(start_server, tmp_path):
+    combined = start_server(["--bind", "127.0.0.1:0", "--access-log", "-", "testapp:app"])
+    http_get(combined, "/a?q=1", headers={"User-Agent": 'evil"agent', "Referer": "http://r/"})
+    combined.wait_log(r'"GET /a\?q=1 HTTP/1.1" 200 \d+ "http://r/" "evil\\"agent"')
+    log_path = tmp_path / "access.json"
+    js = start_server(["--bind", "127.0.0.1:0", "--access-log", str(log_path),
+                       "--access-log-format", "json", "testapp:app"])
+    http_get(js, "/j", headers={"User-Agent": "line\u00e9"})
+    import json
+    wait_for(lambda: log_path.exists() and log_path.read_text().strip(), message="json access line")
+    record = json.loads(log_path.read_text().splitlines()[0])
+    assert record["path"] == "/j" and record["status"] == 200 and record["method"] == "GET"
+    assert record["user_agent"] == "line\u00e9"
+
+
+def test_reload_picks_up_changes_and_survives_broken_file(start_server, tmp_path, start_method):
+    module = tmp_path / "reloadme.py"
+    module.write_text(textwrap.dedent("""
+        def app(environ, start_response):
+            start_response("200 OK", [("Content-Type", "text/plain")])
+            return [b"version one"]
+    """))
+    server = start_server(["--bind", "127.0.0.1:0", "--reload", "--workers", "2",
+                           "--start-method", start_method, "reloadme:app"], cwd=tmp_path, workers=2)
+    assert http_get(server, "/")[2] == b"version one"
+
+    def write(text: str) -> None:
+        module.write_text(textwrap.dedent(text))
+        stat = module.stat()
+        os.utime(module, (stat.st_atime, stat.st_mtime + 2))  # coarse mtime clocks
+
+    write("""
+        def app(environ, start_response):
+            start_response("200 OK", [("Content-Type", "text/plain")])
+            return [b"version two"]
+    """)
+    wait_for(lambda: http_get(server, "/")[2] == b"version two", message="reload to version two")
+    write("def app(environ, start_response:\n")  # syntax error
+    server.wait_log("waiting for a file change|reload failed")
+    assert "SyntaxError" in server.log()
+    assert http_get(server, "/")[2] == b"version two"  # the old generation keeps serving
+    write("""
+        def app(environ, start_response):
+            start_response("200 OK", [("Content-Type", "text/plain")])
+            return [b"version three"]
+    """)
+    wait_for(lambda: http_get(server, "/")[2] == b"version three", message="recovery")
+    assert server.stop() == 0
+
+
+def test_reload_waits_for_fix_when_app_never_loaded(start_server, tmp_path):
+    module = tmp_path / "starts_broken.py"
+    module.write_text("def app(environ, start_response:\n")
+    server = start_server(["--bind", "127.0.0.1:0", "--reload", "starts_broken:app"], cwd=tmp_path,
+                          wait=False)
+    server.wait_log("waiting for a file change")
+    assert server.proc.poll() is None
+    module.write_text(textwrap.dedent("""
+        def app(environ, start_response):
+            start_response("200 OK", [("Content-Type", "text/plain")])
+            return [b"fixed"]
+    """))
+    st = module.stat()
+    os.utime(module, (st.st_atime, st.st_mtime + 2))
+    server.wait_ready()
+    assert http_get(server, "/")[2] == b"fixed"
+    assert server.stop() == 0
