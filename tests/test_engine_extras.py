@@ -1,0 +1,99 @@
+"""Smaller engine promises: preload, process titles, default worker count, backlog, log reopening."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import textwrap
+
+import pytest
+
+from conftest import APPS, http_get, pid_of, wait_for
+
+
+def test_default_workers_follow_cpu_affinity():
+    if not shutil.which("taskset"):
+        pytest.skip("taskset (util-linux) is not installed")
+    result = subprocess.run(["taskset", "-c", "0", "sharedsock", "--print-config"],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "workers                  = 1\n" in result.stdout
+
+
+def test_preload_loads_in_master_and_warns_about_threads(start_server, tmp_path):
+    (tmp_path / "threaded_app.py").write_text(textwrap.dedent("""
+        import os, threading, time
+        LOADED_IN = os.getpid()
+        threading.Thread(target=time.sleep, args=(3600,), daemon=True).start()
+        def app(environ, start_response):
+            start_response("200 OK", [("Content-Type", "text/plain")])
+            return [f"loaded_in={LOADED_IN} pid={os.getpid()}".encode()]
+    """))
+    server = start_server(["--bind", "127.0.0.1:0", "--preload", "--workers", "2", "threaded_app:app"],
+                          cwd=tmp_path, workers=2)
+    body = http_get(server, "/")[2]
+    assert f"loaded_in={server.proc.pid}".encode() in body
+    assert pid_of(body) != server.proc.pid
+    assert "the preloaded app started threads" in server.log()
+    assert server.stop() == 0
+
+
+def test_process_titles(start_server):
+    pytest.importorskip("setproctitle", reason="setproctitle is an optional extra")
+    server = start_server(["--bind", "127.0.0.1:0", "--workers", "1", "testapp:app"])
+    worker = server.booted_pids()[0]
+
+    def title(pid: int) -> str:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read().replace(b"\0", b" ").decode().strip()
+
+    wait_for(lambda: title(server.proc.pid).startswith("sharedsock: master [testapp:app]"),
+             message="master title")
+    assert title(worker).startswith("sharedsock: worker [testapp:app]")
+
+
+def test_backlog_above_somaxconn_warns(start_server):
+    with open("/proc/sys/net/core/somaxconn") as f:
+        limit = int(f.read())
+    server = start_server(["--bind", "127.0.0.1:0", "--backlog", str(limit + 1), "testapp:app"])
+    assert f"above net.core.somaxconn ({limit})" in server.log()
+
+
+def test_sigusr1_reopens_access_log(start_server, tmp_path):
+    log = tmp_path / "access.log"
+    server = start_server(["--bind", "127.0.0.1:0", "--access-log", str(log), "testapp:app"])
+    http_get(server, "/before")
+    wait_for(lambda: log.exists() and "/before" in log.read_text(), message="first access line")
+    rotated = tmp_path / "access.log.1"
+    os.rename(log, rotated)
+    server.send(signal.SIGUSR1)
+    wait_for(lambda: log.exists(), message="log file reopened")
+    http_get(server, "/after")
+    wait_for(lambda: "/after" in log.read_text(), message="line in the new file")
+    assert "/after" not in rotated.read_text()
+
+
+def test_failed_reload_keeps_old_generation(start_server, tmp_path, start_method):
+    module = tmp_path / "hupme.py"
+    module.write_text(textwrap.dedent("""
+        def app(environ, start_response):
+            start_response("200 OK", [("Content-Type", "text/plain")])
+            return [b"old code"]
+    """))
+    server = start_server(["--bind", "127.0.0.1:0", "--workers", "2", "--start-method", start_method,
+                           "hupme:app"], cwd=tmp_path, workers=2)
+    module.write_text("raise ImportError('the new release is broken')\n")
+    server.send(signal.SIGHUP)
+    server.wait_log("reload failed: ImportError: the new release is broken")
+    assert http_get(server, "/")[2] == b"old code"
+    module.write_text(textwrap.dedent("""
+        def app(environ, start_response):
+            start_response("200 OK", [("Content-Type", "text/plain")])
+            return [b"new code"]
+    """))
+    server.send(signal.SIGHUP)
+    wait_for(lambda: http_get(server, "/")[2] == b"new code", message="the fixed release")
+    assert server.proc.poll() is None
+    assert server.stop() == 0
