@@ -10,8 +10,10 @@ serve another connection, so a busy worker leaves new clients to its siblings.
 
 from __future__ import annotations
 
+import errno
 import os
 import random
+import resource
 import selectors
 import signal
 import socket
@@ -72,6 +74,7 @@ class Worker:
         self.retire_sent = False
         self.listening = False
         self.reported_modules = 0
+        self.accept_paused_until = 0.0
         jitter = config.max_requests_jitter
         self.max_requests = config.max_requests + (random.randint(0, jitter) if jitter else 0) \
             if config.max_requests else 0
@@ -83,6 +86,7 @@ class Worker:
 
     def run(self) -> int:
         self.control.setblocking(False)
+        _raise_fd_limit(self.config.worker_connections + 64)
         set_process_title(f"sharedsock: worker [{self.config.proc_name or self.app_spec.name}]")
         self._install_signals()
         try:
@@ -207,6 +211,9 @@ class Worker:
             if now >= next_sweep:
                 self._sweep(now)
                 next_sweep = now + sweep_every
+                if self.accept_paused_until and now >= self.accept_paused_until:
+                    self.accept_paused_until = 0.0
+                    self._update_listening()
             if self.stop_now:
                 return
             if self.draining:
@@ -236,7 +243,14 @@ class Worker:
         except (BlockingIOError, InterruptedError, ConnectionAbortedError):
             return
         except OSError as exc:
-            log.error("accept() failed on %s: %s", listener.url, exc)
+            if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                # Out of descriptors or memory: leave the backlog to siblings for a moment
+                # instead of spinning on a listener that stays readable.
+                log.error("accept() failed on %s: %s; pausing accepts for 1s", listener.url, exc)
+                self._watch_listeners(False)
+                self.accept_paused_until = time.monotonic() + 1.0
+            else:
+                log.error("accept() failed on %s: %s", listener.url, exc)
             return
         server = ("localhost", "80") if listener.is_unix else (listener.server_name, listener.server_port)
         conn = Connection(sock, peer, server, self.ctx, listener.is_unix)
@@ -340,7 +354,7 @@ class Worker:
 
     def _update_listening(self) -> None:
         room = (not self.draining and len(self.conns) + self.busy + len(self.waiting)
-                < self.config.worker_connections)
+                < self.config.worker_connections and time.monotonic() >= self.accept_paused_until)
         if self.threads:
             room = room and self.busy + len(self.waiting) < self.config.threads
         if room != self.listening:
@@ -376,6 +390,18 @@ class Worker:
         for _ in self.threads:
             self.jobs.put(None)
         _flush_logs()
+
+
+def _raise_fd_limit(wanted: int) -> None:
+    """Each connection is a descriptor; the common soft limit of 1024 is below the default 1000
+    connections plus listeners, logs and the app's own files."""
+    try:
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if soft != resource.RLIM_INFINITY and soft < wanted:
+            target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    except (ValueError, OSError):
+        pass
 
 
 def _flush_logs() -> None:
