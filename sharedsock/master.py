@@ -54,6 +54,7 @@ class Master:
         self.sel = selectors.DefaultSelector()
         self.stopping = 0.0  # monotonic deadline of a graceful stop, 0 while running
         self.quick_stop = False
+        self.quick_deadline = 0.0
         self.exit_code = 0
         self.halt_reason: str | None = None
         self.broken = False  # --reload: the app failed to load; wait for a file change
@@ -224,7 +225,7 @@ class Master:
             for w in self.workers:
                 w.signal(signal.SIGQUIT)
                 w.term_sent = w.term_sent or now
-            self._quick_deadline = now + 2.0
+            self.quick_deadline = now + 2.0
             return
         self.stopping = now + self.config.graceful_timeout
         for w in self.workers:
@@ -264,7 +265,10 @@ class Master:
                 for path in _json_list(payload):
                     self._watch(path)
             elif kind == "loaderror":
-                data = json.loads(payload) if payload else {}
+                try:
+                    data = json.loads(payload)
+                except ValueError:
+                    data = {}
                 w.load_error = data.get("reason") or "the app failed to load"
                 if self.config.reload:
                     for path in data.get("files", []):
@@ -353,7 +357,7 @@ class Master:
         for w in self.workers:
             if w.kill_sent:
                 continue
-            if self.quick_stop and now >= getattr(self, "_quick_deadline", now):
+            if self.quick_stop and now >= self.quick_deadline:
                 w.kill()
             elif w.abort_sent:
                 if now - w.abort_sent > ABORT_GRACE:

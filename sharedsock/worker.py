@@ -70,7 +70,6 @@ class Worker:
         self.ctx: ServerContext | None = None
         self.draining = False
         self.drain_deadline = 0.0
-        self.stop_now = False
         self.retire_sent = False
         self.listening = False
         self.reported_modules = 0
@@ -172,7 +171,9 @@ class Worker:
             self.ctx.draining = True  # a response being written now already says Connection: close
 
     def _on_quit(self, signum, frame) -> None:
-        self.stop_now = True
+        """Immediate stop: in-flight requests are abandoned, by definition."""
+        _flush_logs()
+        os._exit(EXIT_OK)
 
     def _on_usr1(self, signum, frame) -> None:
         reopen_logs(getattr(self, "_access", None))
@@ -214,8 +215,6 @@ class Worker:
                 if self.accept_paused_until and now >= self.accept_paused_until:
                     self.accept_paused_until = 0.0
                     self._update_listening()
-            if self.stop_now:
-                return
             if self.draining:
                 if not self.drain_deadline:
                     self._begin_drain(now)
