@@ -1,0 +1,1 @@
+"""Project package of the sharedsock example site: settings, URLs, WSGI entry point."""

@@ -1,0 +1,1 @@
+"""A guestbook: one model, a form with CSRF, a JSON view, the admin, templates and static files."""

@@ -1,0 +1,65 @@
+"""Turning the ``manage.py runshared`` process into a sharedsock master that never saw the project.
+
+By the time ``runshared`` is ready to serve, its process has imported every
+model (``django.setup()``) and, through the system checks, every URLconf and
+view. Workers forked from it would inherit those modules, and after a reload
+would keep running the code from start-up. Purging ``sys.modules`` is not
+enough: Django's app registry, admin site and signal receivers keep
+references to the old classes. So the process replaces itself (``exec``, same
+PID, same stdout and stderr) with a fresh interpreter that imports only
+sharedsock; each worker then imports the project itself, through ``loader``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from typing import NoReturn
+
+from sharedsock.appspec import AppSpec
+from sharedsock.config import Config, build_config
+from sharedsock.errors import SharedsockError
+
+BOOT_ENV = "SHAREDSOCK_DJANGO_BOOT"
+_BOOTSTRAP = (
+    "import json, os, sys; "
+    f"boot = json.loads(os.environ.pop({BOOT_ENV!r})); "
+    "sys.path[:] = boot['sys_path']; "
+    "from sharedsock.integrations.django.handover import main; main(boot)"
+)
+
+
+def exec_master(config: Config, spec: AppSpec) -> NoReturn:
+    """Replace this process with the master; ``config`` and ``spec`` must already be validated."""
+    boot = {"sys_path": list(sys.path), "config": config.to_dict(), "app": spec.to_dict()}
+    env = dict(os.environ)
+    env[BOOT_ENV] = json.dumps(boot)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execve(sys.executable, [sys.executable, *_interpreter_flags(), "-c", _BOOTSTRAP], env)
+
+
+def _interpreter_flags() -> list[str]:
+    """Keep -W, -X and -O, which change behaviour, across the exec."""
+    flags = [f"-W{w}" for w in sys.warnoptions]
+    for key, value in sys._xoptions.items():
+        flags.append(f"-X{key}" if value is True else f"-X{key}={value}")
+    if sys.flags.optimize:
+        flags.append("-" + "O" * sys.flags.optimize)
+    return flags
+
+
+def main(boot: dict) -> NoReturn:
+    """Run the master in the fresh interpreter; exit with its exit code."""
+    from sharedsock.runner import run
+
+    try:
+        config = build_config(("runshared", boot["config"]))
+        master = run(config, AppSpec.from_dict(boot["app"]))
+    except SharedsockError as exc:  # e.g. the port is taken: one line, like the checks before exec
+        print(f"CommandError: {exc}", file=sys.stderr)
+        sys.exit(getattr(exc, "exit_code", 1))
+    except KeyboardInterrupt:  # Ctrl-C before the master installed its handlers
+        sys.exit(130)
+    sys.exit(master.exit_code)

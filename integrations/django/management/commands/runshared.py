@@ -1,0 +1,188 @@
+"""``manage.py runshared [addrport]``: runserver's interface on sharedsock's engine.
+
+Django's start-up duties run here, in order and before anything binds: option
+checks, system checks, the unapplied-migrations notice, closing the database
+connections they opened. Then this process becomes the sharedsock master
+(``handover.exec_master``: same PID, fresh interpreter) and every worker loads
+``settings.WSGI_APPLICATION`` itself through ``loader.load``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sysconfig
+from typing import Any, Callable, Mapping
+
+from django.apps import apps
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError, CommandParser, SystemCheckError
+from django.db import connections
+
+import sharedsock
+from sharedsock.appspec import AppSpec
+from sharedsock.cli import add_option_arguments, given_options
+from sharedsock.config import Config, format_config
+from sharedsock.errors import ConfigError
+from sharedsock.listeners import parse_bind
+from sharedsock.runner import prepare, resolve
+
+from ...binds import addrport_to_bind
+from ...handover import exec_master
+from ...loader import LOADER
+
+CONFIG_ERROR = 2  # sharedsock's exit code for configuration problems, used for every refusal here
+
+
+class Command(BaseCommand):
+    help = ("Serves the project with sharedsock: one master binds the address, worker processes "
+            "share it. Flags win over SHAREDSOCK_* environment variables, which win over "
+            "settings.SHAREDSOCK.")
+    requires_system_checks: list[str] = []  # run explicitly in handle(), before binding, like runserver
+
+    def create_parser(self, prog_name: str, subcommand: str, **kwargs: Any) -> CommandParser:
+        parser = super().create_parser(prog_name, subcommand, **kwargs)
+        parser.error = _one_line_error(parser)  # type: ignore[method-assign]
+        return parser
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("addrport", nargs="?",
+                            help="Optional port number, or ipaddr:port, as for runserver "
+                                 "(default 127.0.0.1:8000). Combined with any --bind.")
+        parser.add_argument("--ipv6", "-6", action="store_true", dest="use_ipv6",
+                            help="Use the IPv6 loopback [::1] when addrport has no address.")
+        parser.add_argument("--noreload", action="store_const", const=False, dest="reload",
+                            help="Same as --no-reload. Reloading is on by default when DEBUG is on.")
+        parser.add_argument("--nostatic", action="store_false", dest="use_static_handler",
+                            help="Do not serve static files, even with DEBUG on.")
+        parser.add_argument("--insecure", action="store_true", dest="insecure_serving",
+                            help="Serve static files even with DEBUG off (needs django.contrib.staticfiles).")
+        parser.add_argument("--skip-checks", action="store_true", help="Skip system checks.")
+        parser.add_argument("--print-config", action="store_true",
+                            help="Print the resolved sharedsock configuration and exit.")
+        add_option_arguments(parser)
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        if not settings.DEBUG and not settings.ALLOWED_HOSTS:
+            raise CommandError("You must set settings.ALLOWED_HOSTS if DEBUG is False.",
+                               returncode=CONFIG_ERROR)
+        if not settings.SETTINGS_MODULE:
+            raise CommandError("runshared needs a settings module (DJANGO_SETTINGS_MODULE or "
+                               "--settings): workers import it, settings.configure() cannot reach them",
+                               returncode=CONFIG_ERROR)
+        try:
+            config = self.build_config(options)
+            spec = self.app_spec(options)
+            if options["print_config"]:
+                self.stdout.write(format_config(config))
+                return
+            for bind in config.bind:
+                parse_bind(bind)
+            prepare(config, spec)
+        except ConfigError as exc:
+            raise CommandError(str(exc), returncode=CONFIG_ERROR) from None
+
+        if not options["skip_checks"]:
+            self.stdout.write("Performing system checks...\n\n")
+            try:
+                self.check(display_num_errors=True)
+            except SystemCheckError as exc:
+                exc.returncode = CONFIG_ERROR
+                raise
+        self.check_migrations()
+        connections.close_all()  # nothing the master opened may be shared by forked workers
+        self.banner(config)
+        exec_master(config, spec)
+
+    # -- building the configuration ------------------------------------------------
+
+    def build_config(self, options: Mapping[str, Any]) -> Config:
+        """settings.SHAREDSOCK < SHAREDSOCK_* environment < flags; reload defaults to DEBUG."""
+        user = getattr(settings, "SHAREDSOCK", {})
+        if not isinstance(user, Mapping):
+            raise ConfigError("settings.SHAREDSOCK must be a dict of sharedsock options, "
+                              "e.g. {'workers': 4}")
+        defaults = {"reload": bool(settings.DEBUG), **user}
+        given = given_options(argparse.Namespace(**options))
+        binds = self.binds(options)
+        if binds:
+            given["bind"] = binds
+        config = resolve(given, source="command line", defaults=defaults)
+        if config.reload:
+            config = config.replace(
+                reload_extra_files=config.reload_extra_files + tuple(_template_files()))
+        return config
+
+    def binds(self, options: Mapping[str, Any]) -> list[str]:
+        """addrport (or --ipv6 alone) first, then every --bind; empty means "not given here"."""
+        binds: list[str] = []
+        extra = list(options.get("bind") or [])
+        if options.get("addrport") or (options.get("use_ipv6") and not extra):
+            try:
+                binds.append(addrport_to_bind(options.get("addrport"), options.get("use_ipv6", False)))
+            except ValueError as exc:
+                raise ConfigError(str(exc)) from None
+        elif options.get("use_ipv6"):
+            raise ConfigError("--ipv6 applies to addrport; with --bind write the address itself, "
+                              "e.g. --bind [::1]:8000")
+        return binds + extra
+
+    def app_spec(self, options: Mapping[str, Any]) -> AppSpec:
+        if options.get("insecure_serving") and not apps.is_installed("django.contrib.staticfiles"):
+            raise ConfigError("--insecure serves static files through django.contrib.staticfiles, "
+                              "which is not in INSTALLED_APPS")
+        if not options.get("use_static_handler", True):
+            static = "off"
+        elif options.get("insecure_serving"):
+            static = "force"
+        else:
+            static = "auto"
+        pythonpath = [options["pythonpath"]] if options.get("pythonpath") else []
+        return AppSpec(loader=LOADER,
+                       args={"settings": settings.SETTINGS_MODULE, "pythonpath": pythonpath,
+                             "static": static},
+                       name=settings.WSGI_APPLICATION or "django")
+
+    def banner(self, config: Config) -> None:
+        import django
+
+        self.stdout.write(
+            f"Django version {django.get_version()}, using settings {settings.SETTINGS_MODULE!r}\n"
+            f"Starting sharedsock {sharedsock.__version__}: {config.workers} worker(s), "
+            f"start method {config.start_method}, reload {'on' if config.reload else 'off'}\n"
+            "Quit the server with CONTROL-C.")
+
+
+def _one_line_error(parser: CommandParser) -> Callable[[str], None]:
+    """argparse prints the whole usage before a mistake; one line naming the mistake is kinder."""
+
+    def error(message: str) -> None:
+        if parser.called_from_command_line:
+            parser.exit(CONFIG_ERROR, f"{parser.prog}: error: {message}\n")
+        raise CommandError(f"Error: {message}", returncode=CONFIG_ERROR)
+
+    return error
+
+
+def _template_files() -> list[str]:
+    """The project's template files, for --reload to watch.
+
+    Django's cached template loader (on even with DEBUG since Django 4.1)
+    keeps a template for the life of the process; runserver's reloader resets
+    it on edits. Here an edited template gets a fresh worker generation.
+    Templates in the standard library or site-packages (third-party apps) are
+    left out, as the engine does for modules; so are names with a comma, which
+    a list option cannot carry.
+    """
+    from django.template.autoreload import get_template_directories
+
+    libraries = tuple(p.rstrip("/") + "/" for p in
+                      {sysconfig.get_path(k) for k in ("stdlib", "platstdlib", "purelib", "platlib")} if p)
+    files = []
+    for directory in sorted(get_template_directories()):
+        if str(directory).startswith(libraries) or not directory.is_dir():
+            continue
+        for path in sorted(directory.rglob("*")):
+            text = str(path)
+            if path.is_file() and "," not in text:
+                files.append(text)
+    return files
