@@ -1,15 +1,16 @@
 """One client connection: read, parse, call the app, write, then keep-alive or close.
 
-The worker's selector owns a connection while it is idle or still sending its
-request head; ``serve`` runs (inline or on a pool thread) once a whole head has
-arrived and returns whether the connection goes back to the selector.
+The worker's selector owns a connection while it is idle, still sending its
+request head, or sending a small body; ``serve`` runs (inline or on a pool
+thread) once a request is ready and returns whether the connection goes back
+to the selector. So a slow or idle client costs a selector slot, not an app
+thread, unless its body is too large to hold and must be streamed to the app.
 """
 
 from __future__ import annotations
 
 import io
 import socket
-import sys
 import time
 from collections import deque
 from typing import Any, Callable
@@ -19,7 +20,7 @@ from .http import response as rsp
 from .http.parser import DATA, END, ERROR, HEAD, Limits, RequestHead, RequestParser
 from .logs import AccessLog, AccessRecord, log
 from .proxy import TrustedProxies, apply_proxy_headers
-from .sockio import ClientGone, ClientTimeout, recv_some, send_all, send_file
+from .sockio import READ_SIZE, ClientGone, ClientTimeout, recv_some, send_all, send_file
 from .wsgi import FileWrapper, InputStream, base_environ, build_environ
 
 # What serve() and on_readable() report to the worker loop.
@@ -27,7 +28,10 @@ WAIT = 0
 READY = 1
 CLOSED = 2
 
+PREFETCH_LIMIT = 1 << 16  # a body up to this size is received before the app is called
 DRAIN_LIMIT = 1 << 20  # unread request body we will still read past to keep a connection
+LINGER_TIME = 2.0  # after a close with input possibly unread: how long to keep discarding it
+LINGER_LIMIT = 1 << 20  # ... and how much of it
 _EMPTY = b""
 
 
@@ -61,7 +65,8 @@ class ServerContext:
 
 class Connection:
     __slots__ = ("sock", "ctx", "parser", "events", "base", "deadline", "trusted_peer",
-                 "response_started", "closed", "environ", "_close_after")
+                 "response_started", "closed", "environ", "prefetching", "prefetched",
+                 "prefetch_cap", "lingering", "linger_left")
 
     def __init__(self, sock: socket.socket, peer: Any, server: tuple[str, str], ctx: ServerContext,
                  is_unix: bool) -> None:
@@ -88,13 +93,17 @@ class Connection:
         self.response_started = False
         self.closed = False
         self.environ: dict | None = None
-        self._close_after = False
+        self.prefetching = False  # a head is queued and its small body is still arriving
+        self.prefetched = 0
+        self.prefetch_cap = 0.0
+        self.lingering = False
+        self.linger_left = 0
 
     # -- selector side -----------------------------------------------------
 
     def on_readable(self) -> int:
         try:
-            data = self.sock.recv(65536)
+            data = self.sock.recv(READ_SIZE)
         except BlockingIOError:
             return WAIT
         except OSError:
@@ -103,43 +112,78 @@ class Connection:
         if not data:
             self.close()
             return CLOSED
+        if self.lingering:
+            self.linger_left -= len(data)
+            if self.linger_left <= 0:
+                self.close()
+                return CLOSED
+            return WAIT
         return self.feed(data)
 
     def feed(self, data: bytes) -> int:
+        """Parse bytes that arrived while the selector owned the connection."""
         had_partial = self.parser.in_head
-        self.events.extend(self.parser.feed(data))
-        if self.events:
-            return READY
-        if not had_partial:  # first bytes of a new request: the head clock starts now
+        events = self.parser.feed(data)
+        if events:
+            self.events.extend(events)
+            for kind, payload in events:
+                if kind == HEAD:
+                    if not payload.has_body or payload.expect_continue or (
+                            not payload.chunked and payload.content_length > PREFETCH_LIMIT):
+                        return READY
+                    self._start_prefetch()
+                elif kind == DATA:
+                    self.prefetched += len(payload)
+                    if self.prefetched >= PREFETCH_LIMIT:
+                        return READY
+                else:  # END or ERROR
+                    return READY
+        if self.prefetching:
+            # Each piece of the body must follow the last within --body-timeout, and the
+            # whole small body must keep the minimum rate: a trickle cannot hold the slot.
+            self.deadline = min(time.monotonic() + self.ctx.body_timeout, self.prefetch_cap)
+        elif not had_partial:  # first bytes of a new request: the head clock starts now
             self.deadline = time.monotonic() + self.ctx.header_timeout
         return WAIT
 
+    def _start_prefetch(self) -> None:
+        ctx = self.ctx
+        self.prefetching = True
+        self.prefetched = 0
+        slack = PREFETCH_LIMIT / ctx.min_body_rate if ctx.min_body_rate else 3600.0
+        self.prefetch_cap = time.monotonic() + ctx.body_timeout + slack
+
     def expire(self) -> None:
-        """The selector-side deadline passed: idle keep-alive, or a head that never finished."""
-        if self.parser.in_head:
-            self._send_quietly(rsp.error_response(ProtocolError(408, "request head timeout"),
-                                                  self.ctx.server_header))
+        """The selector-side deadline passed: idle, lingering, or a request that never finished."""
+        if not self.lingering:
+            if self.prefetching:
+                self._send_quietly(rsp.error_response(ProtocolError(408, "request body timeout"),
+                                                      self.ctx.server_header))
+            elif self.parser.in_head:
+                self._send_quietly(rsp.error_response(ProtocolError(408, "request head timeout"),
+                                                      self.ctx.server_header))
         self.close()
 
     @property
     def is_idle(self) -> bool:
-        return not self.parser.in_head and not self.events
+        return self.lingering or (not self.parser.in_head and not self.events)
 
     # -- serving -----------------------------------------------------------
 
     def serve(self) -> int:
         """Answer every complete request queued on this connection."""
+        self.prefetching = False
+        events = self.events
         try:
-            while self.events:
-                kind, payload = self.events.popleft()
+            while events:
+                kind, payload = events.popleft()
                 if kind == HEAD:
-                    if not self._exchange(payload):
-                        self.close()
-                        return CLOSED
+                    keep, linger = self._exchange(payload)
+                    if not keep:
+                        return self._end(linger)
                 elif kind == ERROR:
                     self._refuse(payload)
-                    self.close()
-                    return CLOSED
+                    return self._end(True)
         except Exception:  # a bug of ours must cost one connection, never the worker
             log.exception("internal error while serving a connection")
             self.close()
@@ -151,12 +195,35 @@ class Connection:
             self.ctx.header_timeout if self.parser.in_head else self.ctx.keepalive)
         return WAIT
 
+    def _end(self, linger: bool) -> int:
+        """Close after a response; with ``linger``, first let unread input arrive and drop it.
+
+        Closing a socket with unread input makes the kernel send a reset, which can
+        destroy the response the client has not read yet (RFC 9112 9.6). Shutting
+        down our side and discarding input for a moment lets the response arrive.
+        """
+        if self.closed:
+            return CLOSED
+        if not linger or self.ctx.draining:
+            self.close()
+            return CLOSED
+        try:
+            self.sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            self.close()
+            return CLOSED
+        self.events.clear()
+        self.lingering = True
+        self.linger_left = LINGER_LIMIT
+        self.deadline = time.monotonic() + LINGER_TIME
+        return WAIT
+
     def _refuse(self, error: ProtocolError) -> None:
         log.debug("refused request: %s %s", error.status, error.reason)
         self._send_quietly(rsp.error_response(error, self.ctx.server_header))
 
-    def _exchange(self, head: RequestHead) -> bool:
-        """One request and its response; True if the connection may be reused."""
+    def _exchange(self, head: RequestHead) -> tuple[bool, bool]:
+        """One request and its response: (may the connection be reused, should a close linger)."""
         ctx = self.ctx
         started = time.monotonic()
         ctx.inflight[self] = started
@@ -183,34 +250,33 @@ class Connection:
                 if hasattr(result, "close"):
                     result.close()
         except ProtocolError as error:
-            writer.fail()
             if not writer.head_sent:
                 self._refuse(error)
                 writer.status = f"{error.status} {rsp.REASONS.get(error.status, 'Error')}"
             self._log_access(writer, started)
-            return False
+            return False, True
         except (ClientGone, ClientTimeout):
-            writer.fail()
             log.debug("client went away during %s %s", head.method, environ.get("RAW_URI"))
-            return False
+            return False, False
         except Exception:
-            writer.fail()
             log.exception("error handling %s %s", head.method, environ.get("RAW_URI"))
             if not writer.head_sent:
                 self._send_quietly(rsp.simple_response(500, b"Internal Server Error\n",
                                                        ctx.server_header))
                 writer.status = "500 Internal Server Error"
             self._log_access(writer, started)
-            return False
+            return False, body is not None and not body.done
         finally:
             ctx.inflight.pop(self, None)
             ctx.requests_served += 1
         self._log_access(writer, started)
-        if not writer.keep_alive:
-            return False
         if body is not None and not body.done:
-            return body.drain()
-        return True
+            if writer.keep_alive and body.drain():
+                return True, False
+            return False, True
+        if not writer.keep_alive:
+            return False, bool(self.events) or self.parser.in_head
+        return True, False
 
     def _log_access(self, writer: "ResponseWriter", started: float) -> None:
         access = self.ctx.access_log
@@ -250,55 +316,79 @@ class Connection:
 class RequestBody:
     """Pulls one request's body off the connection as the app reads it."""
 
-    __slots__ = ("conn", "head", "done", "continue_sent", "received", "started")
+    __slots__ = ("conn", "head", "done", "continue_sent", "consumed", "received", "waited",
+                 "error")
 
     def __init__(self, conn: Connection, head: RequestHead) -> None:
         self.conn = conn
         self.head = head
         self.done = False
         self.continue_sent = not head.expect_continue
-        self.received = 0
-        self.started = time.monotonic()
+        self.consumed = 0  # body bytes handed out so far
+        self.received = 0  # bytes received while waiting for this body
+        self.waited = 0.0  # seconds spent waiting for them: the app's own time is not the client's
+        self.error: ProtocolError | None = None
 
     def next_chunk(self) -> bytes:
         if self.done:
             return _EMPTY
+        if self.error is not None:
+            raise self.error
         conn = self.conn
         if not self.continue_sent:
             self.continue_sent = True
-            send_all(conn.sock, rsp.CONTINUE, conn.ctx.body_timeout)
+            if not conn.response_started:  # once the response began, a 100 would corrupt it
+                send_all(conn.sock, rsp.CONTINUE, conn.ctx.body_timeout)
         events = conn.events
-        while True:
-            while events:
-                kind, payload = events[0]
-                if kind == DATA:
-                    events.popleft()
-                    return payload
-                if kind == END:
-                    events.popleft()
-                    self.done = True
-                    return _EMPTY
-                if kind == ERROR:
-                    events.popleft()
-                    raise payload
-                self.done = True  # a HEAD: cannot happen before END, but never read into it
-                return _EMPTY
-            self._receive()
+        try:
+            while True:
+                while events:
+                    kind, payload = events[0]
+                    if kind == DATA:
+                        events.popleft()
+                        self.consumed += len(payload)
+                        return payload
+                    if kind == END:
+                        events.popleft()
+                        self.done = True
+                        return _EMPTY
+                    if kind == ERROR:
+                        events.popleft()
+                        raise payload
+                    raise ProtocolError(400, "request ended early")  # a HEAD: cannot happen
+                self._receive()
+        except ProtocolError as error:
+            self.error = error
+            raise
 
     def _receive(self) -> None:
         ctx = self.conn.ctx
+        start = time.monotonic()
         try:
             data = recv_some(self.conn.sock, ctx.body_timeout)
         except ClientTimeout:
             raise ProtocolError(408, "request body timeout") from None
         if not data:
             raise ClientGone()
+        self.waited += time.monotonic() - start
         self.received += len(data)
-        if ctx.min_body_rate:
-            elapsed = time.monotonic() - self.started
-            if elapsed > ctx.body_timeout and self.received < ctx.min_body_rate * elapsed:
-                raise ProtocolError(408, "request body too slow")
+        if ctx.min_body_rate and self.waited > ctx.body_timeout \
+                and self.received < ctx.min_body_rate * self.waited:
+            raise ProtocolError(408, "request body too slow")
         self.conn.events.extend(self.conn.parser.feed(data))
+
+    def can_drain(self) -> bool:
+        """Whether the unread rest is known to be small enough to read past."""
+        if self.done:
+            return True
+        if self.error is not None or not self.continue_sent:
+            return False
+        for kind, _ in self.conn.events:
+            if kind != DATA:
+                return kind == END
+        if self.head.chunked:
+            return False
+        return self.head.content_length - self.consumed <= DRAIN_LIMIT
 
     def drain(self) -> bool:
         """Read and drop what the app left unread, so the next request can follow."""
@@ -307,8 +397,7 @@ class RequestBody:
         left = DRAIN_LIMIT
         try:
             while not self.done:
-                data = self.next_chunk()
-                left -= len(data)
+                left -= len(self.next_chunk())
                 if left < 0:
                     return False
         except (ProtocolError, ClientGone, ClientTimeout):
@@ -348,23 +437,25 @@ class ResponseWriter:
         return self.write
 
     def _decide(self) -> None:
+        """Fix the body framing and whether the connection survives, just before the head goes."""
         plan = self.plan
         if plan is None:
             raise RuntimeError("the application did not call start_response()")
         head, conn = self.head, self.conn
-        self.mode = rsp.body_mode(plan, head.method, head.version)
         body = self.body
+        if body is not None and body.error is not None:
+            raise body.error  # the app swallowed a bad body: the client gets our error instead
+        self.mode = rsp.body_mode(plan, head.method, head.version)
         self.keep_alive = (
             head.keep_alive and conn.ctx.keepalive > 0 and not conn.ctx.draining
             and not plan.app_wants_close and self.mode != rsp.CLOSE
-            and (body is None or body.done or body.continue_sent)
+            and (body is None or body.can_drain())
         )
 
     def _send_head(self, first: bytes = _EMPTY) -> None:
-        self._decide()
         data = rsp.render_head(self.plan, self.mode, self.keep_alive, self.conn.ctx.server_header,
                                self.head.version == "1.0")
-        if first and self.mode != rsp.NO_BODY:
+        if first:
             data += first
             self.sent += len(first)
         self.head_sent = True
@@ -376,16 +467,13 @@ class ResponseWriter:
             if not isinstance(data, (bytes, bytearray, memoryview)):
                 raise TypeError(f"WSGI response data must be bytes, got {type(data).__name__}")
             data = bytes(data)
-        if self.plan is None:
-            raise RuntimeError("write() called before start_response()")
         if not data:
             return
         if not self.head_sent:
             self._decide()
-            data = self._frame(data)
-            self._send_head(data)
+            self._send_head(self._frame(data) if self.mode != rsp.NO_BODY else _EMPTY)
             return
-        if self.mode == rsp.NO_BODY:
+        if self.mode == rsp.NO_BODY or self._failed:
             return
         data = self._frame(data)
         if data:
@@ -398,12 +486,15 @@ class ResponseWriter:
         if self.mode == rsp.LENGTH:
             room = self.plan.content_length - self.sent
             if len(data) > room:
-                log.error("%s %s: app sent more than its Content-Length (%d); response cut off",
-                          self.head.method, self.conn.environ.get("RAW_URI"), self.plan.content_length)
-                self.keep_alive = False
-                self._failed = True
+                self._overrun()
                 return data[:max(room, 0)]
         return data
+
+    def _overrun(self) -> None:
+        log.error("%s %s: app sent more than its Content-Length (%d); response cut off",
+                  self.head.method, self.conn.environ.get("RAW_URI"), self.plan.content_length)
+        self.keep_alive = False
+        self._failed = True
 
     def send_result(self, result) -> None:
         if type(result) is list or type(result) is tuple:
@@ -418,6 +509,7 @@ class ResponseWriter:
         self.finish()
 
     def _send_sequence(self, parts) -> None:
+        """A list is complete before anything is sent: give it a Content-Length."""
         if len(parts) == 1:
             data = parts[0]
         else:
@@ -430,8 +522,7 @@ class ResponseWriter:
         plan = self.plan
         if plan is None:
             raise RuntimeError("the application did not call start_response()")
-        if not self.head_sent and plan.content_length is None and plan.status_code >= 200 \
-                and plan.status_code not in (204, 304):
+        if not self.head_sent and plan.content_length is None and plan.may_have_body:
             plan.headers.append(("Content-Length", str(len(data))))
             plan.content_length = len(data)
         self.write(data)
@@ -440,28 +531,32 @@ class ResponseWriter:
         span = wrapper.sendfile_span()
         if span is None or self.plan is None:
             return False
-        fd, offset, length = span
-        plan = self.plan
-        if not self.head_sent and plan.content_length is None:
-            plan.headers.append(("Content-Length", str(length)))
-            plan.content_length = length
         if self.head_sent and self.mode == rsp.CHUNKED:
             return False
+        fd, offset, length = span
+        plan = self.plan
         if not self.head_sent:
+            if plan.content_length is None and plan.may_have_body:
+                plan.headers.append(("Content-Length", str(length)))
+                plan.content_length = length
+            self._decide()
             self._send_head()
-        if self.mode == rsp.NO_BODY:
+        if self.mode == rsp.NO_BODY or self._failed:
             return True
         count = min(length, plan.content_length - self.sent) if self.mode == rsp.LENGTH else length
         self.sent += send_file(self.conn.sock, fd, offset, count, self.conn.ctx.body_timeout)
+        if self.mode == rsp.LENGTH and length > count:
+            self._overrun()
         return True
 
     def finish(self) -> None:
         if not self.head_sent:
             plan = self.plan
-            if plan is not None and plan.content_length is None and plan.status_code >= 200 \
-                    and plan.status_code not in (204, 304):
+            if plan is not None and plan.content_length is None and plan.may_have_body \
+                    and self.head.method != "HEAD":
                 plan.headers.append(("Content-Length", "0"))
                 plan.content_length = 0
+            self._decide()
             self._send_head()
         elif self.mode == rsp.CHUNKED:
             send_all(self.conn.sock, rsp.LAST_CHUNK, self.conn.ctx.body_timeout)
@@ -472,6 +567,3 @@ class ResponseWriter:
             self.keep_alive = False
         if self._failed:
             self.keep_alive = False
-
-    def fail(self) -> None:
-        self.keep_alive = False

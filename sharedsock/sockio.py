@@ -48,7 +48,7 @@ def recv_some(sock: socket.socket, timeout: float) -> bytes:
             return sock.recv(READ_SIZE)
         except BlockingIOError:
             _wait(sock.fileno(), _POLLIN, timeout)
-        except (ConnectionResetError, TimeoutError):
+        except OSError:  # reset, timed out by the kernel, or closed under us
             raise ClientGone() from None
 
 
@@ -68,7 +68,7 @@ def send_all(sock: socket.socket, data: bytes | memoryview, timeout: float) -> N
     except BlockingIOError:
         _wait(sock.fileno(), _POLLOUT, timeout)
         send_all(sock, data, timeout)
-    except (BrokenPipeError, ConnectionResetError, ConnectionAbortedError):
+    except OSError:  # broken pipe, reset, aborted: the client is gone
         raise ClientGone() from None
 
 
@@ -82,7 +82,7 @@ def send_file(sock: socket.socket, fd: int, offset: int, count: int, timeout: fl
         except BlockingIOError:
             _wait(out, _POLLOUT, timeout)
             continue
-        except (BrokenPipeError, ConnectionResetError):
+        except (BrokenPipeError, ConnectionResetError, ConnectionAbortedError):
             raise ClientGone() from None
         if sent == 0:
             break  # the file shrank under us

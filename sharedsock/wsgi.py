@@ -15,6 +15,7 @@ from typing import Callable, Iterator
 from urllib.parse import unquote_to_bytes
 
 from .http.parser import RequestHead
+from .logs import log
 from .proxy import split_host
 
 _HEADER_KEYS: dict[bytes, str | None] = {}
@@ -38,34 +39,39 @@ def _environ_key(name: bytes) -> str | None:
     return key
 
 
-def split_target(target: bytes) -> tuple[bytes, bytes]:
-    """Path and query of a request target in origin or absolute form."""
+def split_target(target: bytes) -> tuple[bytes, bytes, bytes]:
+    """Path, query and authority (empty unless absolute-form) of a request target."""
+    authority = b""
     if target[:1] != b"/":
         if target == b"*":
-            return b"*", b""
+            return b"", b"", b""
         scheme_end = target.find(b"://")
         if scheme_end != -1:
-            path_start = target.find(b"/", scheme_end + 3)
-            query_start = target.find(b"?", scheme_end + 3)
-            if path_start == -1 or (query_start != -1 and query_start < path_start):
-                target = b"/" + (target[query_start:] if query_start != -1 else b"")
-            else:
-                target = target[path_start:]
+            rest = target[scheme_end + 3:]
+            end = len(rest)
+            for sep in (b"/", b"?", b"#"):
+                at = rest.find(sep)
+                if at != -1 and at < end:
+                    end = at
+            authority = rest[:end].rpartition(b"@")[2]
+            target = rest[end:]
+            if target[:1] != b"/":
+                target = b"/" + target
     path, _, query = target.partition(b"?")
     fragment = path.find(b"#")
     if fragment != -1:
         path = path[:fragment]
     query, _, _ = query.partition(b"#")
-    return path, query
+    return path, query, authority
 
 
 def build_environ(head: RequestHead, base: dict, root_path: str) -> dict:
     """The environ for one request; ``base`` holds the per-connection constants."""
     environ = base.copy()
-    path, query = split_target(head.target)
+    path, query, authority = split_target(head.target)
     if b"%" in path:
         path = unquote_to_bytes(path)
-    path_info = path.decode("latin-1")
+    path_info = path.decode("latin-1")  # PEP 3333: bytes carried in a latin-1 str
     if root_path:
         if path_info == root_path or path_info.startswith(root_path + "/"):
             path_info = path_info[len(root_path):]
@@ -81,9 +87,12 @@ def build_environ(head: RequestHead, base: dict, root_path: str) -> dict:
         if key is None:
             continue
         text = value.decode("latin-1")
-        if key in environ and key.startswith("HTTP_"):
+        if key in environ and key[0] == "H":
             text = environ[key] + ("; " if key == "HTTP_COOKIE" else ", ") + text
         environ[key] = text
+    if authority:
+        # RFC 9112 3.2.2: the target's authority wins over the Host header.
+        environ["HTTP_HOST"] = authority.decode("latin-1")
     host = environ.get("HTTP_HOST")
     if host:
         environ["SERVER_NAME"] = split_host(host)[0]
@@ -91,31 +100,45 @@ def build_environ(head: RequestHead, base: dict, root_path: str) -> dict:
 
 
 class InputStream(io.RawIOBase):
-    """``wsgi.input``: reads pull from ``next_chunk`` (``b""`` at the end of the body)."""
+    """``wsgi.input``: reads pull from ``next_chunk`` (``b""`` at the end of the body).
+
+    At most one received chunk is held at a time; a read position into it
+    avoids copying the rest of the chunk on every small read.
+    """
 
     def __init__(self, next_chunk: Callable[[], bytes]) -> None:
         super().__init__()
         self._next_chunk = next_chunk
         self._buffer = b""
+        self._pos = 0
         self._eof = False
 
     def readable(self) -> bool:
         return True
 
     def _fill(self) -> bool:
+        """Append the next chunk to what is unread; False at the end of the body."""
         if self._eof:
             return False
         data = self._next_chunk()
         if not data:
             self._eof = True
             return False
-        self._buffer = self._buffer + data if self._buffer else data
+        if self._pos < len(self._buffer):
+            self._buffer = self._buffer[self._pos:] + data
+        else:
+            self._buffer = data
+        self._pos = 0
         return True
+
+    def _take(self, end: int) -> bytes:
+        data = self._buffer[self._pos:end]
+        self._pos = end
+        return data
 
     def read(self, size: int | None = -1) -> bytes:
         if size is None or size < 0:
-            parts = [self._buffer]
-            self._buffer = b""
+            parts = [self._take(len(self._buffer))]
             while not self._eof:
                 data = self._next_chunk()
                 if not data:
@@ -123,10 +146,11 @@ class InputStream(io.RawIOBase):
                     break
                 parts.append(data)
             return b"".join(parts)
-        while len(self._buffer) < size and self._fill():
+        if self._pos == len(self._buffer) and size and not self._fill():
+            return b""
+        while len(self._buffer) - self._pos < size and self._fill():
             pass
-        data, self._buffer = self._buffer[:size], self._buffer[size:]
-        return data
+        return self._take(min(self._pos + size, len(self._buffer)))
 
     def readinto(self, buffer) -> int:  # type: ignore[override]
         data = self.read(len(buffer))
@@ -135,18 +159,22 @@ class InputStream(io.RawIOBase):
 
     def readline(self, size: int | None = -1) -> bytes:
         limit = -1 if size is None else size
+        scanned = self._pos
         while True:
-            end = self._buffer.find(b"\n")
+            end = self._buffer.find(b"\n", scanned)
             if end != -1:
                 cut = end + 1
                 break
-            if 0 <= limit <= len(self._buffer) or not self._fill():
+            if 0 <= limit <= len(self._buffer) - self._pos:
                 cut = len(self._buffer)
                 break
-        if 0 <= limit < cut:
-            cut = limit
-        line, self._buffer = self._buffer[:cut], self._buffer[cut:]
-        return line
+            scanned = len(self._buffer) - self._pos  # where the new data starts once _fill compacts
+            if not self._fill():
+                cut = len(self._buffer)
+                break
+        if 0 <= limit < cut - self._pos:
+            cut = self._pos + limit
+        return self._take(cut)
 
     def readlines(self, hint: int | None = -1) -> list[bytes]:
         lines, total = [], 0
@@ -170,6 +198,35 @@ class InputStream(io.RawIOBase):
 
     def close(self) -> None:
         """Apps may close wsgi.input; the connection still owns and drains the body."""
+
+
+class ErrorStream:
+    """``wsgi.errors``: text written by the app goes to the server's error log stream."""
+
+    def write(self, text: str) -> None:
+        for handler in log.handlers:
+            stream = getattr(handler, "stream", None)
+            if stream is not None:
+                handler.acquire()
+                try:
+                    stream.write(text)
+                finally:
+                    handler.release()
+                return
+        sys.stderr.write(text)
+
+    def writelines(self, lines) -> None:
+        for line in lines:
+            self.write(line)
+
+    def flush(self) -> None:
+        for handler in log.handlers:
+            handler.flush()
+        if not log.handlers:
+            sys.stderr.flush()
+
+
+ERRORS = ErrorStream()
 
 
 class FileWrapper:
@@ -216,7 +273,7 @@ def base_environ(server_name: str, server_port: str, remote_addr: str, remote_po
         "SERVER_SOFTWARE": "sharedsock",
         "wsgi.version": (1, 0),
         "wsgi.url_scheme": "http",
-        "wsgi.errors": errors if errors is not None else sys.stderr,
+        "wsgi.errors": errors if errors is not None else ERRORS,
         "wsgi.multithread": multithread,
         "wsgi.multiprocess": multiprocess,
         "wsgi.run_once": False,

@@ -9,6 +9,7 @@ sockets, lets the tests feed a request whole, byte by byte or in random pieces.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import httptools
@@ -63,6 +64,7 @@ class RequestHead:
 
 
 _SUPPORTED_VERSIONS = ("1.1", "1.0")
+_ABSOLUTE_FORM = re.compile(rb"[A-Za-z][A-Za-z0-9+.-]*://[^/?#]")
 # The partial head of the chunk in which a request began is counted whole, so
 # allow one receive buffer of slack on top of the exact bound.
 _SLACK = 65536
@@ -91,6 +93,7 @@ class RequestParser:
 
     def _reset_message(self) -> None:
         self._url = b""
+        self._url_room = -1  # room left for the target on the request line; -1: not known yet
         self._headers: list[tuple[bytes, bytes]] = []
         self._header_count = 0
         self._body_bytes = 0
@@ -140,7 +143,10 @@ class RequestParser:
 
     def on_url(self, piece: bytes) -> None:
         self._url += piece
-        if len(self._url) > self._limits.request_line:
+        if self._url_room < 0:
+            # The limit covers the whole line: method, SP, target, SP, "HTTP/1.1".
+            self._url_room = self._limits.request_line - len(self._parser.get_method()) - 10
+        if len(self._url) > self._url_room:
             self._fail(414, "request line too long")
 
     def on_header(self, name: bytes, value: bytes) -> None:
@@ -158,21 +164,33 @@ class RequestParser:
         version = parser.get_http_version()
         if version not in _SUPPORTED_VERSIONS:
             self._fail(505, f"HTTP/{version} is not supported")
+        method = parser.get_method()
+        if method == b"CONNECT":
+            self._fail(501, "CONNECT is not supported")
+        target = self._url
+        if target[:1] != b"/" and not _ABSOLUTE_FORM.match(target) \
+                and not (target == b"*" and method == b"OPTIONS"):
+            self._fail(400, "invalid request target")
         content_length: int | None = None
         codings: list[bytes] = []
         expect_continue = False
+        hosts = 0
         for name, value in self._headers:
             lname = name.lower()
-            if lname == b"content-length":
+            if lname == b"host":
+                hosts += 1
+            elif lname == b"content-length":
                 # llhttp already rejects duplicates and non-digits.
                 content_length = int(value)
             elif lname == b"transfer-encoding":
                 codings.extend(c.strip(b" \t").lower() for c in value.split(b","))
             elif lname == b"expect":
-                if value.lower() == b"100-continue":
-                    expect_continue = True
-                else:
+                if value.lower() != b"100-continue":
                     self._fail(417, "only 'Expect: 100-continue' is supported")
+                expect_continue = version == "1.1"  # RFC 9110 10.1.1: ignored from HTTP/1.0
+        if hosts > 1 or (hosts == 0 and version == "1.1"):
+            # RFC 9112 3.2: two Hosts are ambiguous, and HTTP/1.1 requires one.
+            self._fail(400, "exactly one Host header is required")
         chunked = False
         if codings:
             if version == "1.0":
@@ -191,7 +209,7 @@ class RequestParser:
             self._fail(413, "request body too large")
         upgrade = parser.should_upgrade()
         head = RequestHead(
-            method=parser.get_method().decode("ascii"),
+            method=method.decode("ascii"),
             target=self._url,
             version=version,
             headers=self._headers,

@@ -27,6 +27,7 @@ HOP_BY_HOP = frozenset({
 
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
 _BAD_VALUE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+_DIGITS = re.compile(r"[0-9]+\Z")
 _STATUS = re.compile(r"[1-9][0-9]{2} [^\x00-\x08\x0a-\x1f\x7f]*\Z")
 
 REASONS = {s.value: s.phrase for s in HTTPStatus}
@@ -60,15 +61,25 @@ DATE = DateCache()
 class ResponsePlan:
     """What the app asked for, checked; produced by ``check_start_response``."""
 
-    __slots__ = ("status", "status_code", "headers", "content_length", "app_wants_close")
+    __slots__ = ("status", "status_code", "headers", "content_length", "app_wants_close",
+                 "has_date", "has_server")
 
     def __init__(self, status: str, status_code: int, headers: list[tuple[str, str]],
-                 content_length: int | None, app_wants_close: bool) -> None:
+                 content_length: int | None, app_wants_close: bool, has_date: bool = False,
+                 has_server: bool = False) -> None:
         self.status = status
         self.status_code = status_code
         self.headers = headers
         self.content_length = content_length
         self.app_wants_close = app_wants_close
+        self.has_date = has_date
+        self.has_server = has_server
+
+    @property
+    def may_have_body(self) -> bool:
+        """False for the statuses that never carry a body (RFC 9110 15.2, 15.3.5, 15.4.5)."""
+        code = self.status_code
+        return code >= 200 and code != 204 and code != 304
 
 
 def check_start_response(status: object, headers: object) -> ResponsePlan:
@@ -84,7 +95,7 @@ def check_start_response(status: object, headers: object) -> ResponsePlan:
     if type(headers) is not list:
         raise ResponseHeadError(f"headers must be a list, got {type(headers).__name__}")
     content_length: int | None = None
-    app_wants_close = False
+    app_wants_close = has_date = has_server = False
     kept: list[tuple[str, str]] = []
     for item in headers:
         if type(item) is not tuple or len(item) != 2:
@@ -98,9 +109,13 @@ def check_start_response(status: object, headers: object) -> ResponsePlan:
             raise ResponseHeadError(f"invalid character in value of header {name!r}")
         lname = name.lower()
         if lname == "content-length":
-            if not value.strip().isdigit() or content_length is not None:
+            if not _DIGITS.match(value.strip(" \t")) or content_length is not None:
                 raise ResponseHeadError(f"invalid Content-Length {value!r}")
             content_length = int(value)
+        elif lname == "date":
+            has_date = True
+        elif lname == "server":
+            has_server = True
         elif lname in HOP_BY_HOP:
             if lname == "connection" and value.strip().lower() == "close":
                 app_wants_close = True
@@ -113,12 +128,16 @@ def check_start_response(status: object, headers: object) -> ResponsePlan:
             value.encode("latin-1")
     except UnicodeEncodeError:
         raise ResponseHeadError("status and header values must be latin-1") from None
-    return ResponsePlan(status, int(status[:3]), kept, content_length, app_wants_close)
+    code = int(status[:3])
+    if content_length is not None and (code < 200 or code == 204):
+        # RFC 9110 8.6: never sent with these; the app's value would mislead the client.
+        kept = [h for h in kept if h[0].lower() != "content-length"]
+        content_length = None
+    return ResponsePlan(status, code, kept, content_length, app_wants_close, has_date, has_server)
 
 
 def body_mode(plan: ResponsePlan, method: str, version: str) -> int:
-    code = plan.status_code
-    if method == "HEAD" or code < 200 or code in (204, 304):
+    if method == "HEAD" or not plan.may_have_body:
         return NO_BODY
     if plan.content_length is not None:
         return LENGTH
@@ -137,8 +156,9 @@ def render_head(plan: ResponsePlan, mode: int, keep_alive: bool, server: str,
     lines = ["HTTP/1.1 ", plan.status, "\r\n"]
     for name, value in plan.headers:
         lines.append(f"{name}: {value}\r\n")
-    lines.append(f"Date: {DATE.get()}\r\n")
-    if server:
+    if not plan.has_date:
+        lines.append(f"Date: {DATE.get()}\r\n")
+    if server and not plan.has_server:
         lines.append(f"Server: {server}\r\n")
     if mode == CHUNKED:
         lines.append("Transfer-Encoding: chunked\r\n")
