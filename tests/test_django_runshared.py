@@ -13,6 +13,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -296,6 +297,20 @@ def test_unknown_key_in_settings_sharedsock_is_refused(tmp_path):
     assert result.stderr.strip() == "CommandError: settings: unknown option 'wokers'"
 
 
+def test_taken_port_is_reported_in_one_line_by_the_master(tmp_path):
+    """Binding happens after the handover to the clean master; its refusal still reads like the rest."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = manage("runshared", f"127.0.0.1:{port}", "--noreload",
+                        env=site_env(tmp_path / "db.sqlite3"))
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"CommandError: cannot bind 127.0.0.1:{port}: address already in use")
+
+
 # -- serving -------------------------------------------------------------------------------
 
 
@@ -384,7 +399,7 @@ def test_serves_the_site_from_every_worker(start_server, start_method, migrated_
 
 
 def test_settings_and_pythonpath_reach_spawned_workers(start_server, tmp_path):
-    """--settings/--pythonpath name a module outside the project; settings.SHAREDSOCK picks spawn."""
+    """--settings/--pythonpath name modules outside the project; settings.SHAREDSOCK picks spawn."""
     extra = tmp_path / "extra"
     extra.mkdir()
     (extra / "custom_settings.py").write_text(
@@ -401,7 +416,7 @@ def test_settings_and_pythonpath_reach_spawned_workers(start_server, tmp_path):
         "    return HttpResponse(f\"{os.environ['DJANGO_SETTINGS_MODULE']} {settings.GUESTBOOK_TITLE}\")\n\n"
         "urlpatterns = [path('whoami/', whoami), path('', include('exampleproject.urls'))]\n")
     server = runshared(start_server, ["127.0.0.1:0", "--settings", "custom_settings", "--pythonpath",
-                                      str(extra), "--noreload"],
+                                      str(extra), "--noreload", "--nostatic"],
                        env=site_env(tmp_path / "fresh.sqlite3"), workers=1)
     log = server.log()
     assert "unapplied migration(s)" in log  # a fresh database: warned about, served anyway
@@ -409,6 +424,7 @@ def test_settings_and_pythonpath_reach_spawned_workers(start_server, tmp_path):
     response = Client(server).get("/whoami/")
     assert response.status == 200
     assert response.text == "custom_settings Custom title"
+    assert Client(server).get("/static/admin/css/base.css").status == 404  # --nostatic, DEBUG on
     assert server.stop() == 0
 
 
@@ -451,3 +467,15 @@ def test_reload_serves_edited_code_without_refusing_a_request(start_server, star
     wait_for(lambda: "Sign below, please." in client.get("/").text, message="the edited template")
 
     assert server.stop() == 0
+
+
+def test_every_django_integration_package_is_listed_for_the_wheel():
+    """An editable install imports a package missing from pyproject's list; the wheel would lack it."""
+    tomllib = pytest.importorskip("tomllib")
+    root = SITE.parent.parent
+    listed = set(tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    base = root / "integrations" / "django"
+    for init in base.rglob("__init__.py"):
+        package = ".".join(("sharedsock", "integrations", "django") + init.parent.relative_to(base).parts)
+        assert package in listed, package
+    assert "sharedsock.integrations.django.management.commands" in listed
