@@ -255,3 +255,120 @@ def process_alive(pid: int) -> bool:
 
 def python() -> str:
     return sys.executable
+
+
+# -- helpers for the HTTP/WSGI suites: one server per module, raw keep-alive clients -----------
+
+
+def module_server(tmp_path_factory, args: list[str], workers: int = 1, unix: bool = True) -> Server:
+    """Start a server for a whole module, listening on TCP and (by default) a unix socket too.
+
+    The caller kills it (``server.kill()``) at module teardown. Use ``at(server, url)``
+    to talk to one particular listener.
+    """
+    import tempfile
+
+    tmp = tmp_path_factory.mktemp("srv")
+    binds = ["--bind", "127.0.0.1:0"]
+    if unix:
+        sock_dir = tempfile.mkdtemp(prefix="ss-")  # short: unix socket paths are limited to ~100 bytes
+        binds += ["--bind", f"unix:{sock_dir}/s.sock"]
+    server = Server(binds + args, tmp)
+    try:
+        server.wait_ready(workers)
+        if unix:
+            server.wait_log(r"Listening at: unix:", timeout=DEADLINE)
+    except BaseException:
+        server.kill()
+        raise
+    return server
+
+
+def listener_urls(server: Server) -> dict[str, str]:
+    """``{"tcp": url, "unix": url}`` for the listeners the server logged."""
+    urls = {}
+    for match in _LISTENING.finditer(server.log()):
+        url = match.group(1)
+        urls["unix" if url.startswith("unix:") else "tcp"] = url
+    return urls
+
+
+def at(server: Server, url: str) -> Server:
+    """A view of ``server`` whose ``connect`` (and so http_get, raw_exchange) goes to ``url``."""
+    import copy
+
+    view = copy.copy(server)
+    view.url = url
+    return view
+
+
+class ResponseReader:
+    """Reads responses one at a time off a socket that stays open (keep-alive, pipelining)."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.buffer = b""
+        self.eof = False
+
+    def _more(self) -> bool:
+        if self.eof:
+            return False
+        try:
+            data = self.sock.recv(65536)
+        except ConnectionResetError:
+            data = b""
+        if not data:
+            self.eof = True
+            return False
+        self.buffer += data
+        return True
+
+    def _take_line(self) -> bytes:
+        while b"\r\n" not in self.buffer:
+            if not self._more():
+                raise AssertionError(f"connection closed inside a line: {self.buffer[:200]!r}")
+        line, _, self.buffer = self.buffer.partition(b"\r\n")
+        return line
+
+    def _take(self, n: int) -> bytes:
+        while len(self.buffer) < n:
+            if not self._more():
+                raise AssertionError(f"connection closed after {len(self.buffer)} of {n} bytes")
+        data, self.buffer = self.buffer[:n], self.buffer[n:]
+        return data
+
+    def next(self, head: bool = False) -> tuple[int, dict, bytes]:
+        """The next response (1xx included) as (status, lower-cased headers, body)."""
+        while b"\r\n\r\n" not in self.buffer:
+            if not self._more():
+                raise AssertionError(f"no complete response head in {self.buffer[:200]!r}")
+        raw_head, _, self.buffer = self.buffer.partition(b"\r\n\r\n")
+        lines = raw_head.decode("latin-1").split("\r\n")
+        status = int(lines[0].split(" ", 2)[1])
+        headers: dict[str, str] = {}
+        for line in lines[1:]:
+            name, _, value = line.partition(":")
+            name = name.strip().lower()
+            headers[name] = headers[name] + ", " + value.strip() if name in headers else value.strip()
+        if head or status < 200 or status in (204, 304):
+            return status, headers, b""
+        if headers.get("transfer-encoding", "").lower() == "chunked":
+            parts = []
+            while True:
+                size = int(self._take_line().split(b";")[0], 16)
+                if size == 0:
+                    while self._take_line():
+                        pass
+                    return status, headers, b"".join(parts)
+                parts.append(self._take(size))
+                assert self._take(2) == b"\r\n"
+        if "content-length" in headers:
+            return status, headers, self._take(int(headers["content-length"]))
+        while self._more():
+            pass
+        body, self.buffer = self.buffer, b""
+        return status, headers, body
+
+    def closed(self) -> bool:
+        """True once the server has closed the connection (and nothing is left unread)."""
+        return not self.buffer and not self._more()
