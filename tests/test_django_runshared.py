@@ -428,6 +428,33 @@ def test_settings_and_pythonpath_reach_spawned_workers(start_server, tmp_path):
     assert server.stop() == 0
 
 
+def test_code_broken_at_start_fails_fast_or_waits_for_the_fix_under_reload(start_server, migrated_db,
+                                                                          tmp_path):
+    site = copy_site(tmp_path)
+    db = tmp_path / "db.sqlite3"
+    shutil.copy(migrated_db, db)
+    env = site_env(db, PYTHONDONTWRITEBYTECODE="1")
+    views = site / "guestbook" / "views.py"
+    original = views.read_text()
+    views.write_text(original + "\ndef broken(:\n")
+
+    result = manage("runshared", "127.0.0.1:0", "--noreload", env=env, manage_py=site / "manage.py")
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert result.stderr.strip().splitlines() == [
+        f"CommandError: system checks failed: SyntaxError: invalid syntax ({views}, line "
+        f"{original.count(chr(10)) + 2})"]
+
+    server = runshared(start_server, ["127.0.0.1:0", "--workers", "1"], env=env,
+                       manage_py=site / "manage.py", wait=False)
+    server.wait_log(r"app failed to load: SyntaxError.*waiting for a file change")
+    views.write_text(original.replace('GREETING = "Welcome"', 'GREETING = "Fixed while serving"'))
+    server.wait_ready(workers=1)
+    response = Client(server).get("/api/entries/")
+    assert response.status == 200
+    assert response.json()["greeting"] == "Fixed while serving"
+    assert server.stop() == 0
+
+
 def test_reload_serves_edited_code_without_refusing_a_request(start_server, start_method, migrated_db,
                                                               tmp_path):
     site = copy_site(tmp_path)

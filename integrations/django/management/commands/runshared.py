@@ -4,7 +4,9 @@ Django's start-up duties run here, in order and before anything binds: option
 checks, system checks, the unapplied-migrations notice, closing the database
 connections they opened. Then this process becomes the sharedsock master
 (``handover.exec_master``: same PID, fresh interpreter) and every worker loads
-``settings.WSGI_APPLICATION`` itself through ``loader.load``.
+``settings.WSGI_APPLICATION`` itself through ``loader.load``. Because of that
+exec, ``call_command("runshared")`` never returns to its caller: it is meant
+to be the whole process, as a server is.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from sharedsock.cli import add_option_arguments, given_options
 from sharedsock.config import Config, format_config
 from sharedsock.errors import ConfigError
 from sharedsock.listeners import parse_bind
+from sharedsock.logs import format_exception_line
 from sharedsock.runner import prepare, resolve
 
 from ...binds import addrport_to_bind
@@ -38,6 +41,11 @@ class Command(BaseCommand):
             "share it. Flags win over SHAREDSOCK_* environment variables, which win over "
             "settings.SHAREDSOCK.")
     requires_system_checks: list[str] = []  # run explicitly in handle(), before binding, like runserver
+
+    def get_version(self) -> str:
+        import django
+
+        return f"sharedsock {sharedsock.__version__} (Django {django.get_version()})"
 
     def create_parser(self, prog_name: str, subcommand: str, **kwargs: Any) -> CommandParser:
         parser = super().create_parser(prog_name, subcommand, **kwargs)
@@ -82,16 +90,30 @@ class Command(BaseCommand):
             raise CommandError(str(exc), returncode=CONFIG_ERROR) from None
 
         if not options["skip_checks"]:
-            self.stdout.write("Performing system checks...\n\n")
-            try:
-                self.check(display_num_errors=True)
-            except SystemCheckError as exc:
-                exc.returncode = CONFIG_ERROR
-                raise
+            self.run_checks(config)
         self.check_migrations()
-        connections.close_all()  # nothing the master opened may be shared by forked workers
+        connections.close_all()  # what the checks opened, as runserver does; exec must not inherit them
         self.banner(config)
         exec_master(config, spec)
+
+    def run_checks(self, config: Config) -> None:
+        """System checks; code that does not even import is fatal only without --reload.
+
+        With --reload, a project broken at start behaves as one broken later:
+        the workers report the error, the server waits for the fix.
+        """
+        self.stdout.write("Performing system checks...\n\n")
+        try:
+            self.check(display_num_errors=True)
+        except SystemCheckError as exc:
+            exc.returncode = CONFIG_ERROR
+            raise
+        except Exception as exc:  # noqa: BLE001 - the project's own import errors
+            line = format_exception_line(exc)
+            if not config.reload:
+                raise CommandError(f"system checks failed: {line}", returncode=CONFIG_ERROR) from exc
+            self.stderr.write(f"System checks failed: {line}\n"
+                              "Starting anyway (--reload): the server waits for a fix.")
 
     # -- building the configuration ------------------------------------------------
 
