@@ -86,7 +86,7 @@ def routes(environ, start_response):
     path = environ["PATH_INFO"]
     q = _query(environ)
     stream = environ["wsgi.input"]
-    if path == "/environ":
+    if path == "/environ" or path.startswith("/environ/"):
         return _json(start_response, _environ_view(environ))
     if path == "/echo":
         body = _read_all(stream, int(q.get("size", "8192")))
