@@ -12,6 +12,7 @@ from __future__ import annotations
 import ast
 import importlib
 import sys
+import sysconfig
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -145,6 +146,18 @@ def load_target(target: str) -> Callable:
         raise AppLoadError(f"{spec.module}:{attr_name} is not a WSGI callable "
                            f"(got {type(obj).__name__})")
     return obj
+
+
+def library_prefixes() -> tuple[str, ...]:
+    """Standard library and site-packages folders: code a user does not edit, so ``--reload``
+    does not spend a stat() per file per second on it."""
+    paths = set()
+    for key in ("stdlib", "platstdlib", "purelib", "platlib"):
+        try:
+            paths.add(sysconfig.get_path(key))
+        except KeyError:
+            pass
+    return tuple(sorted(p.rstrip("/") + "/" for p in paths if p))
 
 
 def loaded_module_files() -> list[str]:

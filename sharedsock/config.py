@@ -80,7 +80,8 @@ def to_str(value: Any) -> str:
 
 
 def to_str_list(value: Any) -> tuple[str, ...]:
-    """Lists come as a Python list, or as one comma-separated string from the environment."""
+    """Lists come as a Python list (items kept whole: a path may contain a comma), or as one
+    comma-separated string from the environment or a single flag."""
     if isinstance(value, str):
         items = [v.strip() for v in value.split(",")]
     elif isinstance(value, Iterable):
@@ -88,7 +89,7 @@ def to_str_list(value: Any) -> tuple[str, ...]:
         for v in value:
             if not isinstance(v, str):
                 raise ValueError(f"expected strings, got {v!r}")
-            items.extend(part.strip() for part in v.split(","))
+            items.append(v.strip())
     else:
         raise ValueError(f"expected a list of strings, got {value!r}")
     return tuple(v for v in items if v)

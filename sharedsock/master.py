@@ -14,13 +14,12 @@ import json
 import os
 import selectors
 import signal
-import sysconfig
 import threading
 import time
 from collections import deque
 
 from . import __version__
-from .appspec import AppSpec
+from .appspec import AppSpec, library_prefixes
 from .config import Config
 from .errors import AppLoadError, ConfigError, SharedsockError
 from .launcher import WorkerProcess, start_worker
@@ -63,7 +62,7 @@ class Master:
         self.ever_ready = False
         self.watched: dict[str, float] = {}
         self.next_watch = 0.0
-        self._ignored_prefixes = _library_prefixes()
+        self._ignored_prefixes = library_prefixes()
         self._old_handlers: dict[int, object] = {}
         self._old_wakeup_fd = -1
         self._wake_r = self._wake_w = -1
@@ -449,14 +448,3 @@ def _json_list(payload: str) -> list[str]:
     except ValueError:
         return []
     return [p for p in data if isinstance(p, str)] if isinstance(data, list) else []
-
-
-def _library_prefixes() -> tuple[str, ...]:
-    """Standard library and site-packages: not worth a stat() per second under --reload."""
-    paths = set()
-    for key in ("stdlib", "platstdlib", "purelib", "platlib"):
-        try:
-            paths.add(sysconfig.get_path(key))
-        except KeyError:
-            pass
-    return tuple(sorted(p.rstrip("/") + "/" for p in paths if p))

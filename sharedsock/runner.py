@@ -53,11 +53,14 @@ def run(config: Config, spec: AppSpec) -> "Master":
 
 
 def resolve(options: Mapping[str, Any], source: str = "serve()",
-            defaults: Mapping[str, Any] | None = None) -> Config:
-    """Defaults from an integration, then SHAREDSOCK_* variables, then explicit options."""
+            defaults: Mapping[str, Any] | None = None, defaults_source: str = "settings") -> Config:
+    """Defaults from an integration, then SHAREDSOCK_* variables, then explicit options.
+
+    ``defaults_source`` names the defaults in error messages, e.g. "settings.SHAREDSOCK".
+    """
     layers = []
     if defaults:
-        layers.append(("settings", defaults))
+        layers.append((defaults_source, defaults))
     layers.append(("environment", env_values()))
     layers.append((source, options))
     return build_config(*layers)

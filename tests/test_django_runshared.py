@@ -294,7 +294,7 @@ def test_unknown_key_in_settings_sharedsock_is_refused(tmp_path):
     result = manage("runshared", "--settings", "typo_settings", "--pythonpath", str(tmp_path),
                     env=site_env(tmp_path / "db.sqlite3"))
     assert result.returncode == 2, result.stderr
-    assert result.stderr.strip() == "CommandError: settings: unknown option 'wokers'"
+    assert result.stderr.strip() == "CommandError: settings.SHAREDSOCK: unknown option 'wokers'"
 
 
 def test_taken_port_is_reported_in_one_line_by_the_master(tmp_path):

@@ -12,7 +12,6 @@ to be the whole process, as a server is.
 from __future__ import annotations
 
 import argparse
-import sysconfig
 from typing import Any, Callable, Mapping
 
 from django.apps import apps
@@ -21,7 +20,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import connections
 
 import sharedsock
-from sharedsock.appspec import AppSpec
+from sharedsock.appspec import AppSpec, library_prefixes
 from sharedsock.cli import add_option_arguments, given_options
 from sharedsock.config import Config, format_config
 from sharedsock.errors import ConfigError
@@ -128,7 +127,8 @@ class Command(BaseCommand):
         binds = self.binds(options)
         if binds:
             given["bind"] = binds
-        config = resolve(given, source="command line", defaults=defaults)
+        config = resolve(given, source="command line", defaults=defaults,
+                         defaults_source="settings.SHAREDSOCK")
         if config.reload:
             config = config.replace(
                 reload_extra_files=config.reload_extra_files + tuple(_template_files()))
@@ -192,19 +192,17 @@ def _template_files() -> list[str]:
     keeps a template for the life of the process; runserver's reloader resets
     it on edits. Here an edited template gets a fresh worker generation.
     Templates in the standard library or site-packages (third-party apps) are
-    left out, as the engine does for modules; so are names with a comma, which
-    a list option cannot carry.
+    left out, as the engine does for modules.
     """
     from django.template.autoreload import get_template_directories
 
-    libraries = tuple(p.rstrip("/") + "/" for p in
-                      {sysconfig.get_path(k) for k in ("stdlib", "platstdlib", "purelib", "platlib")} if p)
+    libraries = library_prefixes()
     files = []
     for directory in sorted(get_template_directories()):
         if str(directory).startswith(libraries) or not directory.is_dir():
             continue
         for path in sorted(directory.rglob("*")):
             text = str(path)
-            if path.is_file() and "," not in text:
+            if path.is_file():
                 files.append(text)
     return files
