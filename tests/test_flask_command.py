@@ -370,3 +370,16 @@ def test_custom_flask_group_refuses_spawn_clearly(app_dir):
     assert line.startswith("Error: --start-method spawn: this command builds the app with "
                            "FlaskGroup(create_app=...)")
     assert "use --start-method fork" in line
+
+
+def test_packaging_lists_the_integration_and_its_entry_point():
+    """An editable install imports an unlisted package; the wheel would silently lack it."""
+    tomllib = pytest.importorskip("tomllib")
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    listed = set(project["tool"]["setuptools"]["packages"])
+    base = ROOT / "integrations" / "flask"
+    for init in base.rglob("__init__.py"):
+        assert ".".join(("sharedsock", "integrations", "flask") + init.parent.relative_to(base).parts) \
+            in listed
+    commands = project["project"]["entry-points"]["flask.commands"]
+    assert commands == {"runshared": "sharedsock.integrations.flask.cli:runshared_command"}

@@ -225,3 +225,14 @@ def test_custom_flask_group_serves_in_fork_mode(serve_notes, app_dir):
     assert tagline(server) == "Notes, served by sharedsock"
     assert request(server, "GET", "/")[0] == 200
     assert server.stop() == 0
+
+
+def test_custom_flask_group_with_debug(serve_notes, app_dir):
+    """The app built in the master gets the debugger; reload is on but cannot bring new code."""
+    (app_dir / "manage.py").write_text(_CUSTOM_GROUP)
+    server = serve_notes("--debug", workers=1, command=[sys.executable, "manage.py"])
+    server.wait_log(r"Debugger is active; Debugger PIN: \d")
+    assert "reloads restart the workers but cannot pick up code changes" in server.log()
+    assert "1 worker(s)" in server.log()
+    assert tagline(server) == "Notes, served by sharedsock"
+    assert server.stop() == 0

@@ -20,7 +20,7 @@ from sharedsock.errors import ConfigError, SharedsockError
 
 from . import discovery
 from .loader import announce_debugger, with_debugger
-from .settings import Plan, app_settings, command_line_options, plan
+from .settings import Plan, app_settings, command_line_options, make_plan
 
 LOADER = "sharedsock.integrations.flask.loader:load"
 
@@ -41,30 +41,31 @@ class FoundApp:
 
 
 def run_shared(ctx: click.Context, values: Mapping[str, Any]) -> None:
+    """``values`` are click's, by parameter name; exits with the master's exit code."""
     info = ctx.ensure_object(ScriptInfo)
     debug = get_debug_flag()
     try:
         given = command_line_options(ctx, values)
         found = find_app(info, given, debug, values["debugger"])
-        the_plan = plan(given, app_settings(found.settings), debug, values["debugger"])
+        plan = make_plan(given, app_settings(found.settings), debug, values["debugger"])
         if found.app is not None:
-            _refuse_spawn(the_plan.config.start_method)
+            _refuse_spawn(plan.config.start_method)
     except ConfigError as exc:
         raise click.UsageError(str(exc), ctx) from None
-    spec = app_spec(info, found, the_plan)
+    spec = app_spec(info, found, plan)
     if values["print_config"]:
-        click.echo(print_config(spec, the_plan))
+        click.echo(print_config(spec, plan))
         return
-    ctx.exit(serve(spec, the_plan, debug, built_in_master=found.app is not None))
+    ctx.exit(serve(spec, plan, debug, built_in_master=found.app is not None))
 
 
-def print_config(spec: AppSpec, the_plan: Plan) -> str:
+def print_config(spec: AppSpec, plan: Plan) -> str:
     """The engine's ``--print-config`` dump, plus the app and the debugger decision."""
-    text = format_config(the_plan.config)
+    text = format_config(plan.config)
     width = text.index("=") - 1
     lines = [text, f"{'flask_app'.ljust(width)} = {spec.name}",
-             f"{'debugger'.ljust(width)} = {'on' if the_plan.debugger else 'off'}"]
-    lines += [f"# {note}" for note in the_plan.notes + the_plan.warnings]
+             f"{'debugger'.ljust(width)} = {'on' if plan.debugger else 'off'}"]
+    lines += [f"# {note}" for note in plan.notes + plan.warnings]
     return "\n".join(lines)
 
 
@@ -74,7 +75,7 @@ def find_app(info: ScriptInfo, given: Mapping[str, Any], debug: bool,
     if info.create_app is not None:
         # A custom FlaskGroup(create_app=...): there is no import string a worker could
         # use, so the app is built here and forked workers inherit it.
-        _refuse_spawn(plan(given, {}, debug, debugger).config.start_method)
+        _refuse_spawn(make_plan(given, {}, debug, debugger).config.start_method)
         app = info.load_app()
         return FoundApp(app.name, app.config.get("SHAREDSOCK"), app)
     try:
@@ -94,31 +95,31 @@ def _refuse_spawn(start_method: str) -> None:
                           "runshared' so each worker imports the app itself")
 
 
-def app_spec(info: ScriptInfo, found: FoundApp, the_plan: Plan) -> AppSpec:
+def app_spec(info: ScriptInfo, found: FoundApp, plan: Plan) -> AppSpec:
     if found.app is not None:
-        app = with_debugger(found.app) if the_plan.debugger else found.app
+        app = with_debugger(found.app) if plan.debugger else found.app
         return AppSpec(app=app, name=found.name)
     return AppSpec(loader=LOADER, name=info.app_import_path or found.name,
                    args={"app_import_path": info.app_import_path,
                          "set_debug_flag": info.set_debug_flag,
-                         "debugger": the_plan.debugger})
+                         "debugger": plan.debugger})
 
 
-def serve(spec: AppSpec, the_plan: Plan, debug: bool, built_in_master: bool) -> int:
+def serve(spec: AppSpec, plan: Plan, debug: bool, built_in_master: bool) -> int:
     """Run the master on this (the main) thread until it stops; returns its exit code."""
     from sharedsock.logs import log
     from sharedsock.runner import prepare, run
 
-    config = the_plan.config
+    config = plan.config
     try:
         prepare(config, spec)  # also sets up the error log, so these lines land where the engine's do
         log.info("Serving Flask app '%s'", spec.name)
         log.info("Debug mode: %s", "on" if debug else "off")
-        for note in the_plan.notes:
+        for note in plan.notes:
             log.info("%s", note)
-        for warning in the_plan.warnings:
+        for warning in plan.warnings:
             log.warning("%s", warning)
-        if built_in_master and the_plan.debugger:
+        if built_in_master and plan.debugger:
             announce_debugger(spec.app)
         if built_in_master and config.reload:
             log.warning("the app was built in the master by FlaskGroup(create_app=...): reloads "

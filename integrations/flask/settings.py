@@ -93,7 +93,7 @@ class Plan:
     warnings: tuple[str, ...]
 
 
-def plan(given: Mapping[str, Any], settings: Mapping[str, Any], debug: bool,
+def make_plan(given: Mapping[str, Any], settings: Mapping[str, Any], debug: bool,
          debugger: bool | None) -> Plan:
     """Layer the options, then decide about the debugger, which only works in one process."""
     workers_given = "workers" in given or "workers" in settings or "workers" in env_values()
