@@ -21,8 +21,8 @@ class TrustedProxies:
         self.trust_all = "*" in entries
         self._networks = [ipaddress.ip_network(e, strict=False) for e in entries if e != "*"]
         self._exact = frozenset(e for e in entries if e != "*" and "/" not in e)
-        self.trusts_unix = self.trust_all or any(self.trusts(a) for a in _LOOPBACK)
         self._cache: dict[str, bool] = {}
+        self.trusts_unix = self.trust_all or any(self.trusts(a) for a in _LOOPBACK)
 
     def trusts(self, address: str) -> bool:
         if self.trust_all or address in self._exact:
@@ -70,12 +70,24 @@ def apply_proxy_headers(environ: dict, trusted: TrustedProxies) -> None:
 
 
 def _client_from_chain(chain: list[str], trusted: TrustedProxies) -> str | None:
-    """The nearest address in the chain that is not itself a trusted proxy."""
+    """The nearest address in the chain that is not itself a trusted proxy.
+
+    None when that entry is not an IP address (``unknown``, an obfuscated
+    ``_node``, garbage): the peer address is then the best we know.
+    """
     chain = [a for a in chain if a]
+    client = chain[0] if chain else None
     for address in reversed(chain):
         if not trusted.trusts(address):
-            return address
-    return chain[0] if chain else None
+            client = address
+            break
+    if client is None:
+        return None
+    try:
+        ipaddress.ip_address(client)
+    except ValueError:
+        return None
+    return client
 
 
 def _set_scheme(environ: dict, scheme: str) -> None:
