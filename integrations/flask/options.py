@@ -67,7 +67,8 @@ def flask_params() -> list[click.Parameter]:
                            "[env FLASK_RUNSHARED_PORT]"),
         SectionOption(["--debugger/--no-debugger"], default=None, envvar=FLASK_ENV_PREFIX + "DEBUGGER",
                       help="Wrap the app in the Werkzeug debugger. By default it is on with --debug "
-                           "unless --workers is given: its state lives in one process."),
+                           "unless a worker count is given (--workers, its environment variables "
+                           "or app.config['SHAREDSOCK']): its state lives in one process."),
         SectionOption(["--extra-files"], default=None, type=SeparatedPathType(),
                       envvar=FLASK_ENV_PREFIX + "EXTRA_FILES",
                       help="As in 'flask run': more files that trigger a reload, separated by "
