@@ -116,41 +116,38 @@ class InputStream(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
-    def _fill(self) -> bool:
-        """Append the next chunk to what is unread; False at the end of the body."""
+    def _refill(self) -> bool:
+        """Replace the (fully read) buffer with the next chunk; False at the end of the body."""
         if self._eof:
             return False
         data = self._next_chunk()
         if not data:
             self._eof = True
             return False
-        if self._pos < len(self._buffer):
-            self._buffer = self._buffer[self._pos:] + data
-        else:
-            self._buffer = data
+        self._buffer = data
         self._pos = 0
         return True
 
-    def _take(self, end: int) -> bytes:
-        data = self._buffer[self._pos:end]
-        self._pos = end
-        return data
-
     def read(self, size: int | None = -1) -> bytes:
-        if size is None or size < 0:
-            parts = [self._take(len(self._buffer))]
-            while not self._eof:
-                data = self._next_chunk()
-                if not data:
-                    self._eof = True
-                    break
-                parts.append(data)
-            return b"".join(parts)
-        if self._pos == len(self._buffer) and size and not self._fill():
-            return b""
-        while len(self._buffer) - self._pos < size and self._fill():
-            pass
-        return self._take(min(self._pos + size, len(self._buffer)))
+        buf, pos = self._buffer, self._pos
+        if size is not None and 0 <= size <= len(buf) - pos:
+            self._pos = pos + size
+            return buf[pos:pos + size]
+        # Collect pieces and join once: growing one bytes object would copy it per chunk.
+        parts = [buf[pos:]] if pos < len(buf) else []
+        need = -1 if size is None or size < 0 else size - (len(buf) - pos)
+        self._buffer, self._pos = b"", 0
+        while need and self._refill():
+            data = self._buffer
+            if 0 <= need < len(data):
+                parts.append(data[:need])
+                self._pos = need
+                break
+            parts.append(data)
+            self._buffer = b""
+            if need > 0:
+                need -= len(data)
+        return b"".join(parts)
 
     def readinto(self, buffer) -> int:  # type: ignore[override]
         data = self.read(len(buffer))
@@ -158,23 +155,24 @@ class InputStream(io.RawIOBase):
         return len(data)
 
     def readline(self, size: int | None = -1) -> bytes:
-        limit = -1 if size is None else size
-        scanned = self._pos
-        while True:
-            end = self._buffer.find(b"\n", scanned)
-            if end != -1:
-                cut = end + 1
+        limit = -1 if size is None or size < 0 else size
+        parts: list[bytes] = []
+        total = 0
+        while limit < 0 or total < limit:
+            buf, pos = self._buffer, self._pos
+            end = buf.find(b"\n", pos)
+            stop = len(buf) if end == -1 else end + 1
+            if 0 <= limit < total + stop - pos:
+                stop = pos + limit - total
+            if stop > pos:
+                parts.append(buf[pos:stop])
+                total += stop - pos
+                self._pos = stop
+            if end != -1 and stop == end + 1:
                 break
-            if 0 <= limit <= len(self._buffer) - self._pos:
-                cut = len(self._buffer)
+            if self._pos == len(buf) and not self._refill():
                 break
-            scanned = len(self._buffer) - self._pos  # where the new data starts once _fill compacts
-            if not self._fill():
-                cut = len(self._buffer)
-                break
-        if 0 <= limit < cut - self._pos:
-            cut = self._pos + limit
-        return self._take(cut)
+        return b"".join(parts)
 
     def readlines(self, hint: int | None = -1) -> list[bytes]:
         lines, total = [], 0

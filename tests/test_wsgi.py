@@ -277,3 +277,61 @@ def test_check_start_response_accepts_and_notes():
     assert plan.content_length == 12 and plan.app_wants_close and plan.has_date
     assert ("Connection", "close") not in plan.headers
     assert rsp.check_start_response("204 No Content", [("Content-Length", "0")]).content_length is None
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_input_stream_any_mix_of_reads_returns_the_body_once(seed):
+    """Random reads of random sizes over randomly split chunks give back exactly the body."""
+    import random
+
+    rng = random.Random(seed)
+    for _ in range(300):
+        body = b"".join(rng.choice([b"a", b"bb", b"\n", b"ccc\n", b"x" * 50]) for _ in range(rng.randint(0, 300)))
+        cuts = sorted(rng.sample(range(1, len(body)), min(len(body) - 1, rng.randint(0, 20)))) if body else []
+        pieces = iter([body[a:b] for a, b in zip([0] + cuts, cuts + [len(body)])] if body else [])
+        stream = InputStream(lambda: next(pieces, b""))
+        out = []
+        while True:
+            op = rng.choice(["read", "readline", "readline-limit", "readinto", "rest"])
+            if op == "read":
+                n = rng.randint(0, 200)
+                data = stream.read(n)
+                assert len(data) == n or stream.read(1) == b""
+            elif op == "readline":
+                data = stream.readline()
+                assert b"\n" not in data[:-1]
+            elif op == "readline-limit":
+                n = rng.randint(1, 30)
+                data = stream.readline(n)
+                assert len(data) <= n and b"\n" not in data[:-1]
+            elif op == "readinto":
+                buf = bytearray(rng.randint(1, 40))
+                data = bytes(buf[:stream.readinto(buf)])
+            else:
+                data = stream.read()
+            out.append(data)
+            if op == "rest" or (op == "readline" and not data):
+                break
+        assert b"".join(out) == body
+
+
+@pytest.mark.parametrize("status, headers, method, version, mode", [
+    ("200 OK", [("Content-Length", "3")], "GET", "1.1", rsp.LENGTH),
+    ("200 OK", [], "GET", "1.1", rsp.CHUNKED),
+    ("200 OK", [], "GET", "1.0", rsp.CLOSE),
+    ("200 OK", [("Content-Length", "3")], "HEAD", "1.1", rsp.NO_BODY),
+    ("103 Early Hints", [], "GET", "1.1", rsp.NO_BODY),
+    ("204 No Content", [], "GET", "1.1", rsp.NO_BODY),
+    ("304 Not Modified", [("Content-Length", "9")], "GET", "1.0", rsp.NO_BODY),
+])
+def test_body_mode(status, headers, method, version, mode):
+    assert rsp.body_mode(rsp.check_start_response(status, headers), method, version) == mode
+
+
+def test_render_head_connection_header():
+    plan = rsp.check_start_response("200 OK", [("Content-Length", "0")])
+    assert b"Connection" not in rsp.render_head(plan, rsp.LENGTH, True, "s")
+    assert b"\r\nConnection: close\r\n\r\n" in rsp.render_head(plan, rsp.LENGTH, False, "s")
+    assert b"\r\nConnection: close\r\n\r\n" in rsp.render_head(plan, rsp.CLOSE, True, "s")
+    assert b"\r\nConnection: keep-alive\r\n\r\n" in rsp.render_head(plan, rsp.LENGTH, True, "s", http10=True)
+    assert b"Server" not in rsp.render_head(plan, rsp.LENGTH, True, "")
