@@ -128,6 +128,27 @@ def test_large_body_is_streamed_to_the_app(conn, framing):
     assert data == {"len": len(body), "sha": hashlib.sha256(body).hexdigest()}
 
 
+def peak_rss_kb(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:"))
+
+
+def test_body_memory_is_bounded(server):
+    """A 200 MB upload read in pieces must not raise the worker's peak memory by anything like it."""
+    if not os.path.exists("/proc/self/status"):
+        pytest.skip("needs /proc")
+    worker = server.booted_pids()[-1]
+    before = peak_rss_kb(worker)
+    block = b"m" * (1 << 20)
+    with server.connect() as sock:
+        sock.sendall(b"POST /digest HTTP/1.1\r\n" + H + b"Content-Length: %d\r\n\r\n" % (200 << 20))
+        for _ in range(200):
+            sock.sendall(block)
+        status, _, body = ResponseReader(sock).next()
+    assert json.loads(body)["len"] == 200 << 20
+    assert peak_rss_kb(worker) - before < 50_000
+
+
 @pytest.mark.parametrize("how", ["readline", "readlines", "iter"])
 def test_wsgi_input_lines(conn, how):
     sock, reader = conn

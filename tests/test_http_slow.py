@@ -144,8 +144,25 @@ def test_wsgi_multithread_follows_threads(pool):
     assert (environ["wsgi.multithread"], environ["wsgi.multiprocess"]) == (True, False)
 
 
-def test_slow_clients_do_not_hold_app_threads(pool):
-    """Partial heads and small bodies still arriving wait in the selector: the 2 threads stay free."""
+@pytest.fixture(scope="module")
+def inline(tmp_path_factory):
+    """--threads 1 serves on the selector's own thread: the case a slow client would hurt most."""
+    srv = module_server(tmp_path_factory, [
+        "--workers", "1", "--threads", "1", "--header-timeout", "120", "--body-timeout", "120",
+        "http_apps:raw_app"], unix=False)
+    yield srv
+    srv.kill()
+    assert "AssertionError" not in srv.log()
+
+
+@pytest.fixture(params=["threads-2", "threads-1"])
+def any_pool(request):
+    return request.getfixturevalue("pool" if request.param == "threads-2" else "inline")
+
+
+def test_slow_clients_do_not_hold_app_threads(any_pool):
+    """Partial heads and small bodies still arriving wait in the selector: app threads stay free."""
+    pool = any_pool
     slow = []
     try:
         for i in range(4):

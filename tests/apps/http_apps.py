@@ -107,8 +107,14 @@ def routes(environ, start_response):
                 lines.append(line)
         return _json(start_response, [line.decode("latin-1") for line in lines])
     if path == "/digest":
-        body = _read_all(stream, 65536)
-        return _json(start_response, {"len": len(body), "sha": hashlib.sha256(body).hexdigest()})
+        digest, length = hashlib.sha256(), 0
+        while True:
+            data = stream.read(65536)
+            if not data:
+                break
+            digest.update(data)
+            length += len(data)
+        return _json(start_response, {"len": length, "sha": digest.hexdigest()})
     if path == "/read-some":
         data = stream.read(int(q.get("n", "1")))
         start_response("200 OK", TEXT + [("Content-Length", str(len(data)))])
