@@ -299,6 +299,14 @@ def test_more_than_content_length_is_cut_off_and_logged(conn, server):
     server.wait_log(r"closed too-long")
 
 
+def test_overrun_in_the_first_write_says_connection_close(conn):
+    sock, reader = conn
+    sock.sendall(get("/too-long-at-once"))
+    status, headers, body = reader.next()
+    assert (headers["connection"], body) == ("close", b"12345")
+    assert reader.closed()
+
+
 def test_less_than_content_length_closes_the_connection(conn, server):
     sock, reader = conn
     sock.sendall(get("/too-short"))

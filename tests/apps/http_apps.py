@@ -221,6 +221,9 @@ def raw_app(environ, start_response):
     if path == "/too-long":
         start_response("200 OK", TEXT + [("Content-Length", "5")])
         return Closing("too-long", [b"12345", b"67890"])
+    if path == "/too-long-at-once":
+        start_response("200 OK", TEXT + [("Content-Length", "5")])
+        return [b"1234567890"]
     if path == "/too-short":
         start_response("200 OK", TEXT + [("Content-Length", "10")])
         return Closing("too-short", [b"12345"])
