@@ -174,6 +174,16 @@ def test_large_unread_body_closes_after_the_response(conn):
     assert reader.closed()
 
 
+def test_large_response_survives_closing_on_an_unread_body(conn):
+    """Closing with unread input resets the connection and can drop the response's tail:
+    the server must stop sending first, then let the rest of the input arrive."""
+    sock, reader = conn
+    sock.sendall(b"POST /noread-big HTTP/1.1\r\n" + H + b"Content-Length: 50000000\r\n\r\n" + b"x" * 200_000)
+    status, headers, body = reader.next()
+    assert (status, headers["connection"], len(body)) == (200, "close", 8 << 20)
+    assert reader.closed()
+
+
 def test_partly_read_chunked_body_closes(conn):
     sock, reader = conn
     head = b"POST /read-some?n=3 HTTP/1.1\r\n" + H + b"Transfer-Encoding: chunked\r\n\r\n"

@@ -122,6 +122,10 @@ def routes(environ, start_response):
     if path == "/noread":
         start_response("200 OK", TEXT + [("Content-Length", "7")])
         return [b"ignored"]
+    if path == "/noread-big":
+        body = b"r" * (8 << 20)
+        start_response("200 OK", TEXT + [("Content-Length", str(len(body)))])
+        return [body]
     if path == "/stream":
         n = int(q.get("n", "3"))
         start_response("200 OK", TEXT)
