@@ -1,0 +1,49 @@
+"""The benchmark suite's one command runs end to end (tiny duration, sharedsock only).
+
+Benchmarks are not part of the test suite; this only checks that
+``python benchmarks/run.py`` still works. It never builds benchmarks/.venv
+(the peers' environment): sharedsock runs from this interpreter.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+RUN = REPO / "benchmarks" / "run.py"
+VENV = REPO / "benchmarks" / ".venv"
+EXIT_NO_WRK = 75  # run.py's code for "wrk is missing and apt-get could not install it"
+
+
+def test_benchmark_command_runs_end_to_end(tmp_path):
+    venv_existed = VENV.exists()
+    cmd = [sys.executable, str(RUN), "--duration", "1", "--rounds", "1", "--warmup", "0",
+           "--scenarios", "hello-keepalive", "--servers", "sharedsock",
+           "--output", str(tmp_path), "--no-chart"]
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=240)
+    if proc.returncode == EXIT_NO_WRK:
+        reason = "wrk is not installed and could not be installed: " + proc.stderr.strip()
+        print(reason)
+        pytest.skip(reason)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert VENV.exists() == venv_existed, "the smoke run must not build the peers' venv"
+
+    data = json.loads((tmp_path / "latest.json").read_text())
+    [run] = data["runs"]
+    assert (run["scenario"], run["server"]) == ("hello-keepalive", "sharedsock")
+    assert "failure" not in run, run.get("failure")
+    assert run["requests"] > 0 and run["rps"] > 0
+    assert run["error_total"] == 0, run["errors"]
+    assert run["rss_kib"] > 0 and run["processes"] >= 2  # master and one worker at least
+    assert run["command"].startswith("taskset -c ")
+    assert {t["id"] for t in data["targets"]} >= {f"T{n}" for n in range(1, 10)}
+    assert data["meta"]["machine"]["cores"] >= 1 and data["meta"]["versions"]["sharedsock"]
+
+    report = (tmp_path / "latest.md").read_text()
+    assert "## Targets" in report and "| hello-keepalive |" in report
+    assert "## Machine" in report and "## Commands" in report
