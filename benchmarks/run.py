@@ -1151,6 +1151,7 @@ def main(argv: list[str] | None = None) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="sharedsock-bench-"))
     ctx = Context(args, wrk, tmp, raw, server_cpu, wrk_cpu, wrk_threads, workers)
     loadavg_start = os.getloadavg()[0]
+    versions_start = versions(wrk, servers)
     try:
         for rnd in range(1, args.rounds + 1):
             log(f"round {rnd}/{args.rounds}")
@@ -1176,12 +1177,15 @@ def main(argv: list[str] | None = None) -> int:
             "duration": args.duration, "warmup": args.warmup, "servers": servers,
             "scenarios": args.scenarios, "note": args.note,
             "loadavg_start": loadavg_start, "loadavg_end": os.getloadavg()[0],
-            "machine": machine_info(), "versions": versions(wrk, servers),
+            "machine": machine_info(), "versions": versions_start,
             "suite_command": shlex.join(suite), "raw_dir": os.path.relpath(raw, output),
         },
         "runs": ctx.runs, "fairness": ctx.fairness, "summary": summary,
         "targets": evaluate_targets(summary, workers),
     }
+    commit_end = versions(wrk, [])["sharedsock_commit"]
+    if commit_end != versions_start["sharedsock_commit"]:
+        data["meta"]["versions"]["sharedsock_commit"] += f" at the start; {commit_end} at the end"
     output.mkdir(parents=True, exist_ok=True)
     json_path = output / "latest.json"
     json_path.write_text(json.dumps(data, indent=1) + "\n")
