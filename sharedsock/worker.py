@@ -256,7 +256,8 @@ class Worker:
         fd = sock.fileno()
         self.conns[fd] = conn
         self.sel.register(fd, selectors.EVENT_READ, conn)
-        if len(self.conns) >= self.config.worker_connections:
+        if len(self.conns) + self.busy + len(self.waiting) >= self.config.worker_connections \
+                and not self._evict_idle():
             self._watch_listeners(False)
         state = conn.on_readable()  # the request has often arrived with the connection
         if state == READY:
@@ -351,9 +352,20 @@ class Worker:
         self._unregister(conn)
         conn.close()
 
+    def _evict_idle(self) -> bool:
+        """At capacity, the longest-idle keep-alive connection makes room for a new client:
+        an idle client can reconnect, a client that was never served would only wait."""
+        idle = [c for c in self.conns.values() if c.environ is not None and c.is_idle]
+        if not idle:
+            return False
+        self._forget(min(idle, key=lambda c: c.deadline))
+        return True
+
     def _update_listening(self) -> None:
-        room = (not self.draining and len(self.conns) + self.busy + len(self.waiting)
-                < self.config.worker_connections and time.monotonic() >= self.accept_paused_until)
+        held = len(self.conns) + self.busy + len(self.waiting)
+        room = (not self.draining and time.monotonic() >= self.accept_paused_until
+                and (held < self.config.worker_connections
+                     or any(c.environ is not None and c.is_idle for c in self.conns.values())))
         if self.threads:
             room = room and self.busy + len(self.waiting) < self.config.threads
         if room != self.listening:

@@ -97,3 +97,33 @@ def test_failed_reload_keeps_old_generation(start_server, tmp_path, start_method
     wait_for(lambda: http_get(server, "/")[2] == b"new code", message="the fixed release")
     assert server.proc.poll() is None
     assert server.stop() == 0
+
+
+def test_full_worker_evicts_longest_idle_keepalive_connection(start_server):
+    server = start_server(["--bind", "127.0.0.1:0", "--workers", "1", "--worker-connections", "20",
+                           "--keepalive", "300", "testapp:app"])
+    idle = []
+    for _ in range(25):  # more served keep-alive clients than the worker holds
+        sock = server.connect()
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+        data = b""
+        while b"\n" not in data.partition(b"\r\n\r\n")[2]:
+            data += sock.recv(4096)
+        assert data.startswith(b"HTTP/1.1 200")
+        idle.append(sock)
+    status, _, _ = http_get(server, "/fresh")  # a new client is still served at once
+    assert status == 200
+
+    def closed(sock) -> bool:
+        sock.settimeout(0.01)
+        try:
+            return sock.recv(1) == b""
+        except (TimeoutError, BlockingIOError):
+            return False
+        except ConnectionResetError:
+            return True
+
+    assert closed(idle[0]), "the longest-idle connection should have made room"
+    assert not closed(idle[-1])
+    for sock in idle:
+        sock.close()
