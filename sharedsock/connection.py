@@ -9,7 +9,6 @@ thread, unless its body is too large to hold and must be streamed to the app.
 
 from __future__ import annotations
 
-import io
 import socket
 import time
 from collections import deque
@@ -21,7 +20,7 @@ from .http.parser import DATA, END, ERROR, HEAD, Limits, RequestHead, RequestPar
 from .logs import AccessLog, AccessRecord, log
 from .proxy import TrustedProxies, apply_proxy_headers
 from .sockio import READ_SIZE, ClientGone, ClientTimeout, recv_some, send_all, send_file
-from .wsgi import FileWrapper, InputStream, base_environ, build_environ
+from .wsgi import EMPTY_INPUT, FileWrapper, InputStream, base_environ, build_environ
 
 # What serve() and on_readable() report to the worker loop.
 WAIT = 0
@@ -238,7 +237,7 @@ class Connection:
         else:
             if self.events and self.events[0][0] == END:
                 self.events.popleft()
-            environ["wsgi.input"] = io.BytesIO(_EMPTY)
+            environ["wsgi.input"] = EMPTY_INPUT
         self.environ = environ
         writer = ResponseWriter(self, head, body)
         result = None
@@ -269,7 +268,8 @@ class Connection:
         finally:
             ctx.inflight.pop(self, None)
             ctx.requests_served += 1
-        self._log_access(writer, started)
+        if ctx.access_log is not None:
+            self._log_access(writer, started)
         if body is not None and not body.done:
             if writer.keep_alive and body.drain():
                 return True, False
@@ -522,10 +522,14 @@ class ResponseWriter:
         plan = self.plan
         if plan is None:
             raise RuntimeError("the application did not call start_response()")
-        if not self.head_sent and plan.content_length is None and plan.may_have_body:
+        if self.head_sent or not data:
+            self.write(data)
+            return
+        if plan.content_length is None and plan.may_have_body:
             plan.headers.append(("Content-Length", str(len(data))))
             plan.content_length = len(data)
-        self.write(data)
+        self._decide()  # the whole response in one send: head and body together
+        self._send_head(self._frame(data) if self.mode != rsp.NO_BODY else _EMPTY)
 
     def _try_sendfile(self, wrapper: FileWrapper) -> bool:
         span = wrapper.sendfile_span()

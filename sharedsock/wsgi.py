@@ -65,25 +65,37 @@ def split_target(target: bytes) -> tuple[bytes, bytes, bytes]:
     return path, query, authority
 
 
+_MISSING = object()
+_SERVER_NAMES: dict[str, str] = {}  # Host header -> SERVER_NAME; a server sees few hosts
+
+
 def build_environ(head: RequestHead, base: dict, root_path: str) -> dict:
     """The environ for one request; ``base`` holds the per-connection constants."""
     environ = base.copy()
-    path, query, authority = split_target(head.target)
+    target = head.target
+    if target[:1] == b"/" and b"#" not in target:  # origin form: nearly every request
+        path, _, query = target.partition(b"?")
+        authority = b""
+    else:
+        path, query, authority = split_target(target)
     if b"%" in path:
         path = unquote_to_bytes(path)
     path_info = path.decode("latin-1")  # PEP 3333: bytes carried in a latin-1 str
     if root_path:
         if path_info == root_path or path_info.startswith(root_path + "/"):
             path_info = path_info[len(root_path):]
-    raw = head.target.decode("latin-1")
+    raw = target.decode("latin-1")
     environ["REQUEST_METHOD"] = head.method
     environ["PATH_INFO"] = path_info
     environ["QUERY_STRING"] = query.decode("latin-1")
     environ["RAW_URI"] = raw
     environ["REQUEST_URI"] = raw
     environ["SERVER_PROTOCOL"] = "HTTP/" + head.version
+    keys = _HEADER_KEYS
     for name, value in head.headers:
-        key = _environ_key(name)
+        key = keys.get(name, _MISSING)
+        if key is _MISSING:
+            key = _environ_key(name)
         if key is None:
             continue
         text = value.decode("latin-1")
@@ -95,7 +107,12 @@ def build_environ(head: RequestHead, base: dict, root_path: str) -> dict:
         environ["HTTP_HOST"] = authority.decode("latin-1")
     host = environ.get("HTTP_HOST")
     if host:
-        environ["SERVER_NAME"] = split_host(host)[0]
+        name = _SERVER_NAMES.get(host)
+        if name is None:
+            if len(_SERVER_NAMES) > 1024:
+                _SERVER_NAMES.clear()
+            name = _SERVER_NAMES[host] = split_host(host)[0]
+        environ["SERVER_NAME"] = name
     return environ
 
 
@@ -225,6 +242,30 @@ class ErrorStream:
 
 
 ERRORS = ErrorStream()
+
+
+class EmptyInput:
+    """``wsgi.input`` of a request without a body: one shared object, nothing to read or close."""
+
+    __slots__ = ()
+
+    def read(self, size: int | None = -1) -> bytes:
+        return b""
+
+    def readline(self, size: int | None = -1) -> bytes:
+        return b""
+
+    def readlines(self, hint: int | None = -1) -> list[bytes]:
+        return []
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(())
+
+    def close(self) -> None:
+        pass
+
+
+EMPTY_INPUT = EmptyInput()
 
 
 class FileWrapper:

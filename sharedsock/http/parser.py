@@ -64,6 +64,9 @@ class RequestHead:
 
 
 _SUPPORTED_VERSIONS = ("1.1", "1.0")
+_FRAMING_NAME_LENGTHS = frozenset(len(n) for n in (b"host", b"expect", b"content-length",
+                                                    b"transfer-encoding"))
+_METHOD_NAMES = {m.encode(): m for m in ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS")}
 _ABSOLUTE_FORM = re.compile(rb"[A-Za-z][A-Za-z0-9+.-]*://[^/?#]")
 # The partial head of the chunk in which a request began is counted whole, so
 # allow one receive buffer of slack on top of the exact bound.
@@ -176,6 +179,8 @@ class RequestParser:
         expect_continue = False
         hosts = 0
         for name, value in self._headers:
+            if len(name) not in _FRAMING_NAME_LENGTHS:
+                continue  # cheaper than lower-casing every name to find the four that matter
             lname = name.lower()
             if lname == b"host":
                 hosts += 1
@@ -208,17 +213,9 @@ class RequestParser:
         if limit and content_length is not None and content_length > limit:
             self._fail(413, "request body too large")
         upgrade = parser.should_upgrade()
-        head = RequestHead(
-            method=method.decode("ascii"),
-            target=self._url,
-            version=version,
-            headers=self._headers,
-            keep_alive=parser.should_keep_alive() and not upgrade,
-            content_length=content_length,
-            chunked=chunked,
-            expect_continue=expect_continue,
-            upgrade=upgrade,
-        )
+        head = RequestHead(_METHOD_NAMES.get(method) or method.decode("ascii"), self._url, version,
+                           self._headers, parser.should_keep_alive() and not upgrade,
+                           content_length, chunked, expect_continue, upgrade)
         self._in_head = False
         self._in_trailers = True
         self._events.append((HEAD, head))

@@ -82,53 +82,85 @@ class ResponsePlan:
         return code >= 200 and code != 204 and code != 304
 
 
+_NAMES: dict[str, str] = {}  # header names already validated -> lower case
+_STATUSES: dict[str, int] = {}  # status lines already validated -> code
+_NOTABLE = HOP_BY_HOP | {"content-length", "date", "server"}
+_CACHE_LIMIT = 4096
+
+
+def _check_status(status: object) -> int:
+    if type(status) is not str:
+        raise ResponseHeadError(f"status must be str, got {type(status).__name__}")
+    if not _STATUS.match(status):
+        raise ResponseHeadError(f"invalid status {status!r}")
+    try:
+        status.encode("latin-1")
+    except UnicodeEncodeError:
+        raise ResponseHeadError(f"status must be latin-1: {status!r}") from None
+    if len(_STATUSES) > _CACHE_LIMIT:
+        _STATUSES.clear()
+    code = _STATUSES[status] = int(status[:3])
+    return code
+
+
+def _check_name(name: object) -> str:
+    if type(name) is not str:
+        raise ResponseHeadError(f"header names must be str, got {name!r}")
+    if not _TOKEN.match(name):
+        raise ResponseHeadError(f"invalid header name {name!r}")
+    if len(_NAMES) > _CACHE_LIMIT:
+        _NAMES.clear()
+    lname = _NAMES[name] = name.lower()
+    return lname
+
+
 def check_start_response(status: object, headers: object) -> ResponsePlan:
     """Validate ``start_response`` arguments strictly (PEP 3333 plus response splitting).
 
     Hop-by-hop headers belong to the server; ``Connection: close`` is honoured
     (the connection closes after the response), any other is an app bug.
+    Names and status lines seen before skip their checks: they are the same
+    few strings on every response.
     """
-    if type(status) is not str:
-        raise ResponseHeadError(f"status must be str, got {type(status).__name__}")
-    if not _STATUS.match(status):
-        raise ResponseHeadError(f"invalid status {status!r}")
+    code = _STATUSES.get(status) if type(status) is str else None
+    if code is None:
+        code = _check_status(status)
     if type(headers) is not list:
         raise ResponseHeadError(f"headers must be a list, got {type(headers).__name__}")
     content_length: int | None = None
     app_wants_close = has_date = has_server = False
-    kept: list[tuple[str, str]] = []
+    names = _NAMES
+    bad_value = _BAD_VALUE.search
     for item in headers:
         if type(item) is not tuple or len(item) != 2:
             raise ResponseHeadError(f"each header must be a (name, value) tuple, got {item!r}")
         name, value = item
-        if type(name) is not str or type(value) is not str:
-            raise ResponseHeadError(f"header names and values must be str: {item!r}")
-        if not _TOKEN.match(name):
-            raise ResponseHeadError(f"invalid header name {name!r}")
-        if _BAD_VALUE.search(value):
+        lname = names.get(name) if type(name) is str else None
+        if lname is None:
+            lname = _check_name(name)
+        if type(value) is not str:
+            raise ResponseHeadError(f"header values must be str: {item!r}")
+        if bad_value(value):
             raise ResponseHeadError(f"invalid character in value of header {name!r}")
-        lname = name.lower()
-        if lname == "content-length":
-            if not _DIGITS.match(value.strip(" \t")) or content_length is not None:
-                raise ResponseHeadError(f"invalid Content-Length {value!r}")
-            content_length = int(value)
-        elif lname == "date":
-            has_date = True
-        elif lname == "server":
-            has_server = True
-        elif lname in HOP_BY_HOP:
-            if lname == "connection" and value.strip().lower() == "close":
+        if not value.isascii():
+            try:
+                value.encode("latin-1")
+            except UnicodeEncodeError:
+                raise ResponseHeadError(f"value of header {name!r} must be latin-1") from None
+        if lname in _NOTABLE:
+            if lname == "content-length":
+                if not _DIGITS.match(value.strip(" \t")) or content_length is not None:
+                    raise ResponseHeadError(f"invalid Content-Length {value!r}")
+                content_length = int(value)
+            elif lname == "date":
+                has_date = True
+            elif lname == "server":
+                has_server = True
+            elif lname == "connection" and value.strip().lower() == "close":
                 app_wants_close = True
-                continue
-            raise ResponseHeadError(f"hop-by-hop header {name!r} is set by the server, not the app")
-        kept.append((name, value))
-    try:
-        status.encode("latin-1")
-        for name, value in kept:
-            value.encode("latin-1")
-    except UnicodeEncodeError:
-        raise ResponseHeadError("status and header values must be latin-1") from None
-    code = int(status[:3])
+            else:
+                raise ResponseHeadError(f"hop-by-hop header {name!r} is set by the server, not the app")
+    kept = [h for h in headers if h[0].lower() != "connection"] if app_wants_close else list(headers)
     if content_length is not None and (code < 200 or code == 204):
         # RFC 9110 8.6: never sent with these; the app's value would mislead the client.
         kept = [h for h in kept if h[0].lower() != "content-length"]
@@ -168,7 +200,10 @@ def render_head(plan: ResponsePlan, mode: int, keep_alive: bool, server: str,
         lines.append("Connection: keep-alive\r\n\r\n")
     else:
         lines.append("\r\n")
-    return "".join(lines).encode("latin-1")
+    try:
+        return "".join(lines).encode("latin-1")
+    except UnicodeEncodeError:
+        raise ResponseHeadError("status and header values must be latin-1") from None
 
 
 def error_response(error: ProtocolError, server: str) -> bytes:
