@@ -189,9 +189,9 @@ def test_missing_module_is_one_line_exit_2(start_server, start_method):
     assert "Traceback" not in server.log()
 
 
-def test_second_sigint_stops_at_once(start_server):
+def test_second_sigint_stops_at_once(start_server, start_method):
     server = start_server(["--bind", "127.0.0.1:0", "--workers", "1", "--graceful-timeout", "120",
-                           "testapp:app"])
+                           "--start-method", start_method, "testapp:app"])
     sock = server.connect()
     sock.sendall(b"GET /slow?60 HTTP/1.1\r\nHost: t\r\n\r\n")
     server.wait_log("slow request started")
@@ -203,8 +203,9 @@ def test_second_sigint_stops_at_once(start_server):
     sock.close()
 
 
-def test_sigquit_stops_at_once(start_server):
-    server = start_server(["--bind", "127.0.0.1:0", "--workers", "2", "testapp:app"], workers=2)
+def test_sigquit_stops_at_once(start_server, start_method):
+    server = start_server(["--bind", "127.0.0.1:0", "--workers", "2", "--start-method", start_method,
+                           "testapp:app"], workers=2)
     pids = server.booted_pids()
     server.send(signal.SIGQUIT)
     assert server.wait_exit(timeout=20) == 0
