@@ -10,7 +10,7 @@ from typing import Any, Iterable, Sequence
 from . import __version__
 from .appspec import AppSpec
 from .config import OPTIONS, Option, format_config
-from .errors import ConfigError, SharedsockError
+from .errors import SharedsockError
 
 
 class _OneLineParser(argparse.ArgumentParser):

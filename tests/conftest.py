@@ -372,3 +372,9 @@ class ResponseReader:
     def closed(self) -> bool:
         """True once the server has closed the connection (and nothing is left unread)."""
         return not self.buffer and not self._more()
+
+
+@pytest.fixture(params=["tcp", "unix"])
+def endpoint(server, request):
+    """The module's ``server`` fixture, reached once over TCP and once over its unix socket."""
+    return at(server, listener_urls(server)[request.param])

@@ -11,7 +11,7 @@ import textwrap
 
 import pytest
 
-from conftest import APPS, http_get, pid_of, wait_for
+from conftest import APPS, http_get, wait_for
 
 
 def run_cli(args: list[str], tmp_path, timeout: float = 60) -> subprocess.CompletedProcess:

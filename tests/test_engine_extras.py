@@ -10,7 +10,7 @@ import textwrap
 
 import pytest
 
-from conftest import APPS, http_get, pid_of, wait_for
+from conftest import http_get, pid_of, wait_for
 
 
 def test_default_workers_follow_cpu_affinity():

@@ -13,7 +13,7 @@ import socket
 
 import pytest
 
-from conftest import ResponseReader, at, listener_urls, module_server, read_until_close, wait_for
+from conftest import ResponseReader, module_server, read_until_close, wait_for
 
 H = b"Host: test\r\n"
 
@@ -25,11 +25,6 @@ def server(tmp_path_factory):
     yield srv
     srv.kill()
     assert "AssertionError" not in srv.log(), "an app failed wsgiref.validate"
-
-
-@pytest.fixture(params=["tcp", "unix"])
-def endpoint(server, request):
-    return at(server, listener_urls(server)[request.param])
 
 
 @pytest.fixture

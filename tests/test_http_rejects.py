@@ -11,7 +11,7 @@ import re
 
 import pytest
 
-from conftest import ResponseReader, at, listener_urls, module_server, read_until_close, wait_for
+from conftest import ResponseReader, module_server, read_until_close, wait_for
 
 H = b"Host: test\r\n"
 LIMITS = ["--limit-request-line", "200", "--limit-request-fields", "10",
@@ -27,11 +27,6 @@ def server(tmp_path_factory):
     yield srv
     srv.kill()
     assert "AssertionError" not in srv.log(), "an app failed wsgiref.validate"
-
-
-@pytest.fixture(params=["tcp", "unix"])
-def endpoint(server, request):
-    return at(server, listener_urls(server)[request.param])
 
 
 def exchange(endpoint, data: bytes) -> tuple[list[tuple[int, dict, bytes]], bytes]:

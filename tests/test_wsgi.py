@@ -17,7 +17,7 @@ from urllib.parse import quote
 import pytest
 import webtest
 
-from conftest import ResponseReader, at, listener_urls, module_server, read_until_close
+from conftest import ResponseReader, module_server, read_until_close
 from sharedsock.http import response as rsp
 from sharedsock.wsgi import FileWrapper, InputStream, split_target
 
@@ -31,11 +31,6 @@ def server(tmp_path_factory):
     yield srv
     srv.kill()
     assert "AssertionError" not in srv.log(), "an app failed wsgiref.validate"
-
-
-@pytest.fixture(params=["tcp", "unix"])
-def endpoint(server, request):
-    return at(server, listener_urls(server)[request.param])
 
 
 def environ_of(endpoint, request: bytes) -> dict:
