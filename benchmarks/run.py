@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import hashlib
 import http.client
 import json
 import os
@@ -143,10 +144,44 @@ class ServerKind:
     what: str
 
 
+# A frozen copy of the sharedsock package, taken when the suite starts (see freeze_sharedsock):
+# commits or edits landing in the working tree during a long run must not change the code
+# measured from one round to the next.
+SHAREDSOCK_SRC: Path | None = None
+
+
 def _sharedsock(sc, app, port, workers, threads, tmp) -> Launch:
     argv = [sys.executable, "-m", "sharedsock", "--bind", f"127.0.0.1:{port}",
             "--workers", str(workers), "--threads", str(threads), app]
-    return Launch(argv, APPS, _app_env(), r"Booted worker (\d+) \(generation", workers)
+    env = _app_env()
+    if SHAREDSOCK_SRC is not None:
+        env["PYTHONPATH"] = os.pathsep.join([str(SHAREDSOCK_SRC), str(APPS)])
+    return Launch(argv, APPS, env, r"Booted worker (\d+) \(generation", workers)
+
+
+def freeze_sharedsock(tmp: Path, ref: str | None) -> str:
+    """Copy sharedsock/ (the working tree's, or ``ref``'s from git) to ``tmp``; describe it."""
+    global SHAREDSOCK_SRC
+    dest = tmp / "sharedsock-src"
+    dest.mkdir()
+    if ref:
+        archive = subprocess.run(["git", "-C", str(REPO), "archive", ref, "sharedsock"],
+                                 capture_output=True, check=True).stdout
+        subprocess.run(["tar", "-x", "-C", str(dest)], input=archive, check=True)
+        commit = _run_text(["git", "-C", str(REPO), "rev-parse", "--short", ref])
+        origin = f"git {ref} ({commit})"
+    else:
+        shutil.copytree(REPO / "sharedsock", dest / "sharedsock",
+                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        commit = _run_text(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"])
+        dirty = _run_text(["git", "-C", str(REPO), "status", "--porcelain", "--", "sharedsock"])
+        origin = f"the working tree at the start (HEAD {commit}" + (
+            ", with uncommitted changes in sharedsock/)" if dirty else ", clean)")
+    digest = hashlib.sha256()
+    for path in sorted((dest / "sharedsock").rglob("*.py")):
+        digest.update(path.relative_to(dest).as_posix().encode() + b"\0" + path.read_bytes())
+    SHAREDSOCK_SRC = dest
+    return f"{origin}, sha256 of its .py files {digest.hexdigest()[:12]}"
 
 
 def _gunicorn_sync(sc, app, port, workers, threads, tmp) -> Launch:
@@ -484,6 +519,7 @@ def run_wrk(cmd: list[str], duration: int) -> tuple[dict | None, str]:
 
 def display_cmd(cmd: list[str]) -> str:
     shown = []
+    cmd = [re.sub(r"/tmp/sharedsock-bench-[^/\s]+", "<tmp>", part) for part in cmd]
     for part in cmd:
         if part == shutil.which("wrk"):
             part = "wrk"
@@ -509,6 +545,7 @@ class Context:
     workers: int
     runs: list[dict] = field(default_factory=list)
     fairness: list[dict] = field(default_factory=list)
+    baselines: list[dict] = field(default_factory=list)
 
 
 class Probe:
@@ -608,6 +645,36 @@ def measure(ctx: Context, rnd: int, scenario: Scenario, kind: ServerKind) -> dic
     return record
 
 
+SLEEP_LOOP = """
+import sys, threading, time
+seconds, threads = float(sys.argv[1]), int(sys.argv[2])
+counts = [0] * threads
+stop = time.monotonic() + seconds
+def loop(i):
+    while time.monotonic() < stop:
+        time.sleep(0.010)
+        counts[i] += 1
+pool = [threading.Thread(target=loop, args=(i,)) for i in range(threads)]
+for t in pool: t.start()
+for t in pool: t.join()
+print(sum(counts) / seconds)
+"""
+
+
+def sleep_baseline(ctx: Context, rnd: int, threads: int) -> dict:
+    """What `db-10ms` could reach with no server at all: threads doing nothing but sleeping
+    10 ms in a loop, on the servers' CPU. time.sleep overshoots, so this is below the ideal."""
+    cmd = [] if ctx.server_cpu is None else ["taskset", "-c", str(ctx.server_cpu)]
+    cmd += [sys.executable, "-c", SLEEP_LOOP, str(ctx.args.duration), str(threads)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=ctx.args.duration + 30)
+    try:
+        rate = float(proc.stdout.strip())
+    except ValueError:
+        return {"round": rnd, "threads": threads, "failure": proc.stderr[-500:]}
+    log(f"  r{rnd}-db-10ms-baseline: {threads} bare Python threads sleeping 10 ms in a loop: {rate:.0f}/s")
+    return {"round": rnd, "threads": threads, "rate": rate}
+
+
 def measure_fairness(ctx: Context, rnd: int, kind: ServerKind, workers: int) -> list[dict]:
     args = ctx.args
     port = free_port()
@@ -672,7 +739,7 @@ def _stats(values: list[float]) -> dict | None:
     return {"median": statistics.median(values), "min": min(values), "max": max(values), "n": len(values)}
 
 
-def summarize(runs: list[dict], fairness: list[dict]) -> dict:
+def summarize(runs: list[dict], fairness: list[dict], baselines: list[dict] = ()) -> dict:
     ok = [r for r in runs if "rps" in r]
     cells: dict[str, dict[str, dict]] = {}
     for scenario in dict.fromkeys(r["scenario"] for r in runs):
@@ -730,7 +797,8 @@ def summarize(runs: list[dict], fairness: list[dict]) -> dict:
     for entry in fair.values():
         entry["max_min_stats"] = _stats(entry["max_min"])
         entry["max_share_stats"] = _stats(entry["max_share"])
-    return {"cells": cells, "ratios": ratios, "fairness": list(fair.values())}
+    baseline = _stats([b.get("rate") for b in baselines])
+    return {"cells": cells, "ratios": ratios, "fairness": list(fair.values()), "sleep_baseline": baseline}
 
 
 def _ratio_target(summary, tid, text, scenario, peer, minimum) -> dict:
@@ -760,9 +828,12 @@ def evaluate_targets(summary: dict, workers: int) -> list[dict]:
     t6 = {"id": "T6", "target": f"10 ms DB, 4 threads >= 95% of ideal {ideal} req/s", "threshold": 0.95}
     if db:
         share = db["median"] / ideal
+        base = summary.get("sleep_baseline")
         t6.update(status="pass" if share >= 0.95 else "FAIL", value=share,
                   measured=f"{db['median']:.0f} req/s = {share:.1%} of ideal "
-                           f"(rounds: {db['min']:.0f}-{db['max']:.0f})")
+                           f"(rounds: {db['min']:.0f}-{db['max']:.0f})"
+                           + (f"; bare threads sleeping 10 ms, no server: {base['median']:.0f}/s"
+                              if base else ""))
     else:
         t6.update(status="n/a", measured="not measured (needs sharedsock in db-10ms)")
     targets.append(t6)
@@ -998,7 +1069,9 @@ def render_markdown(data: dict, chart: str | None) -> str:
                 if not c or not c["rps"]:
                     parts.append("")
                     continue
-                probe = "; ".join(sorted(set(c["probe_problems"]))) or (
+                problems = c["probe_problems"]
+                probe = (f"{problems[0]}" + (f" (and {len(problems) - 1} more round(s))"
+                                             if len(problems) > 1 else "")) if problems else (
                     f"{c['probe_ms']['median']:,.0f} ms" if c["probe_ms"] else "-")
                 served = f"{min(c['served_connections']['median'], c['connections']):.0f}/{c['connections']}" \
                     if c["served_connections"] else "-"
@@ -1009,6 +1082,12 @@ def render_markdown(data: dict, chart: str | None) -> str:
         if db:
             lines += ["## 10 ms DB call: share of the ideal", "",
                       "Ideal = workers x app threads / 10 ms. gunicorn sync has one thread per worker.", ""]
+            base = summary.get("sleep_baseline")
+            if base:
+                n = next((b["threads"] for b in data.get("baselines", []) if "rate" in b), "")
+                lines += [f"For scale: {n} bare Python threads that only sleep 10 ms in a loop, pinned like "
+                          f"the servers, manage {_fmt(base)} per second here (time.sleep overshoots), "
+                          f"{base['median'] / (int(n or 1) * 100):.1%} of the ideal, with no server at all.", ""]
             lines += ["| server | threads per worker | ideal req/s | measured | share |",
                       "| --- | ---: | ---: | ---: | ---: |"]
             for s in servers:
@@ -1045,6 +1124,10 @@ def render_markdown(data: dict, chart: str | None) -> str:
               "Each server and wrk, as run in round 1 (ports are picked free for each run; paths are "
               "relative to the repository; the app's directory, benchmarks/apps, is the working "
               "directory and PYTHONPATH of every Python server):", ""]
+    source = meta["versions"].get("sharedsock_source")
+    if source:
+        lines += [f"sharedsock ran from a frozen copy of sharedsock/ ({source}), put first on "
+                  "PYTHONPATH; nginx's config is `NGINX_CONF` in benchmarks/run.py.", ""]
     seen = set()
     lines.append("```")
     for r in data["runs"] + data["fairness"]:
@@ -1055,7 +1138,8 @@ def render_markdown(data: dict, chart: str | None) -> str:
             continue
         seen.add(key)
         tag = f"{key[0]} / {key[1]}" + (f" / c={key[2]}" if key[2] else "")
-        lines += [f"# {tag}", r["command"], r["wrk_command"]]
+        lines += [f"# {tag}", re.sub(r"/tmp/sharedsock-bench-[^/\s]+", "<tmp>", r["command"]),
+                  r["wrk_command"]]
     lines += ["```", ""]
     return "\n".join(lines)
 
@@ -1084,9 +1168,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="comma-separated wrk connection counts for the fairness runs (default 2,16,64)")
     p.add_argument("--output", type=Path, default=DEFAULT_OUTPUT,
                    help="directory for latest.md/.json/.png and raw/ (default benchmarks/results)")
+    p.add_argument("--sharedsock-ref", metavar="REF", default=None,
+                   help="measure sharedsock/ as of this git commit instead of a copy of the working "
+                        "tree taken at the start")
     p.add_argument("--note", default="", help="a line printed at the top of the report")
     p.add_argument("--setup-only", action="store_true", help="install the tools, then exit")
     p.add_argument("--no-chart", action="store_true", help="skip the PNG chart")
+    p.add_argument("--render", type=Path, metavar="JSON",
+                   help="measure nothing: rebuild latest.md/.png (and the summary in latest.json) in "
+                        "--output from a saved results JSON")
     args = p.parse_args(argv)
     args.scenarios = _list(args.scenarios, ALL_SCENARIOS, "scenario", p)
     args.servers = _list(args.servers, list(SERVERS), "server", p)
@@ -1109,6 +1199,8 @@ def _list(text: str, known: list[str], what: str, parser) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.render:
+        return render_only(args.render.resolve(), args.output.resolve(), args.no_chart)
     started = dt.datetime.now(dt.timezone.utc)
     wrk = ensure_wrk()
     if wrk is None:
@@ -1152,10 +1244,21 @@ def main(argv: list[str] | None = None) -> int:
     ctx = Context(args, wrk, tmp, raw, server_cpu, wrk_cpu, wrk_threads, workers)
     loadavg_start = os.getloadavg()[0]
     versions_start = versions(wrk, servers)
+    if "sharedsock" in servers:
+        try:
+            versions_start["sharedsock_source"] = freeze_sharedsock(tmp, args.sharedsock_ref)
+        except (subprocess.CalledProcessError, OSError) as exc:
+            print(f"benchmarks: cannot take sharedsock from {args.sharedsock_ref or 'the working tree'}: "
+                  f"{exc}", file=sys.stderr)
+            shutil.rmtree(tmp, ignore_errors=True)
+            return 2
+        log(f"sharedsock runs from {versions_start['sharedsock_source']}")
     try:
         for rnd in range(1, args.rounds + 1):
             log(f"round {rnd}/{args.rounds}")
             for scenario in scenarios:
+                if scenario.name == "db-10ms":
+                    ctx.baselines.append(sleep_baseline(ctx, rnd, scenario.threads * workers))
                 for name in servers:
                     kind = SERVERS[name]
                     if applies(kind, scenario):
@@ -1168,7 +1271,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     finished = dt.datetime.now(dt.timezone.utc)
-    summary = summarize(ctx.runs, ctx.fairness)
+    summary = summarize(ctx.runs, ctx.fairness, ctx.baselines)
     suite = ["python", "benchmarks/run.py"] + (argv if argv is not None else sys.argv[1:])
     data = {
         "meta": {
@@ -1180,20 +1283,26 @@ def main(argv: list[str] | None = None) -> int:
             "machine": machine_info(), "versions": versions_start,
             "suite_command": shlex.join(suite), "raw_dir": os.path.relpath(raw, output),
         },
-        "runs": ctx.runs, "fairness": ctx.fairness, "summary": summary,
+        "runs": ctx.runs, "fairness": ctx.fairness, "baselines": ctx.baselines, "summary": summary,
         "targets": evaluate_targets(summary, workers),
     }
     commit_end = versions(wrk, [])["sharedsock_commit"]
     if commit_end != versions_start["sharedsock_commit"]:
         data["meta"]["versions"]["sharedsock_commit"] += f" at the start; {commit_end} at the end"
     output.mkdir(parents=True, exist_ok=True)
+    write_report(data, output, args.no_chart, raw)
+    return 0
+
+
+def write_report(data: dict, output: Path, no_chart: bool, raw: Path | None = None) -> None:
     json_path = output / "latest.json"
     json_path.write_text(json.dumps(data, indent=1) + "\n")
-    shutil.copy(json_path, raw / "results.json")
+    if raw is not None:
+        shutil.copy(json_path, raw / "results.json")
     chart = None
     python = venv_python()
     png = output / "latest.png"
-    if not args.no_chart and python and ctx.runs:
+    if not no_chart and python and data["runs"]:
         proc = subprocess.run([python, str(HERE / "chart.py"), str(json_path), str(png)],
                               capture_output=True, text=True)
         if proc.returncode == 0:
@@ -1203,11 +1312,19 @@ def main(argv: list[str] | None = None) -> int:
     markdown = render_markdown(data, chart)
     (output / "latest.md").write_text(markdown)
     log(f"wrote {output / 'latest.md'}, {json_path.name}" + (f", {png.name}" if chart else "")
-        + f"; raw output in {raw}")
+        + (f"; raw output in {raw}" if raw else ""))
     for t in data["targets"]:
         log(f"  {t['id']} {t['status']:>4}  {t['target']}: {t['measured']}")
-    return 0
 
+
+def render_only(source: Path, output: Path, no_chart: bool) -> int:
+    """Recompute the summary, targets, table and chart of a saved run (no measuring)."""
+    data = json.loads(source.read_text())
+    data["summary"] = summarize(data["runs"], data["fairness"], data.get("baselines", []))
+    data["targets"] = evaluate_targets(data["summary"], data["meta"]["workers"])
+    output.mkdir(parents=True, exist_ok=True)
+    write_report(data, output, no_chart)
+    return 0
 
 if __name__ == "__main__":
     sys.exit(main())
