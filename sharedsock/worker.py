@@ -40,6 +40,7 @@ EXIT_TIMED_OUT = 5
 
 _WAKE = object()
 _CONTROL = object()
+ACCEPT_BATCH = 64  # inline mode: connections taken per wake-up, so a burst is not accepted one per round
 
 
 def set_process_title(title: str) -> None:
@@ -63,7 +64,10 @@ class Worker:
         self.sel = selectors.DefaultSelector()
         self.conns: dict[int, Connection] = {}  # registered in the selector, by fd
         self.busy = 0
-        self.waiting: deque[Connection] = deque()  # complete requests waiting for a thread
+        # Complete requests waiting for a thread, in arrival order; a Listener in the queue is
+        # the turn of the next client still in the kernel backlog (see _on_listener).
+        self.waiting: deque[Connection | Listener] = deque()
+        self.accept_queued = False
         self.done: deque[tuple[Connection, int]] = deque()
         self.jobs: SimpleQueue = SimpleQueue()
         self.threads: list[threading.Thread] = []
@@ -234,13 +238,33 @@ class Worker:
                 elif data is _CONTROL:
                     self._on_control()
                 else:
-                    self._accept(data)
+                    self._on_listener(data)
 
-    def _accept(self, listener: Listener) -> None:
+    def _on_listener(self, listener: Listener) -> None:
+        """New clients are waiting in the backlog.
+
+        With every thread busy, the backlog queues behind the requests already
+        waiting instead of being ignored until the queue is empty: otherwise
+        keep-alive clients that always have a request ready would starve new
+        ones forever. Inline (one thread), a burst is taken in one go.
+        """
+        if self.threads:
+            if self.busy < self.config.threads and not self.waiting:
+                self._accept(listener)
+            elif not self.accept_queued:
+                self.accept_queued = True
+                self.waiting.append(listener)
+                self._watch_listeners(False)
+            return
+        for _ in range(ACCEPT_BATCH):
+            if not self._accept(listener) or not self.listening:
+                return
+
+    def _accept(self, listener: Listener) -> bool:
         try:
             sock, peer = listener.sock.accept()
         except (BlockingIOError, InterruptedError, ConnectionAbortedError):
-            return
+            return False
         except OSError as exc:
             if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
                 # Out of descriptors or memory: leave the backlog to siblings for a moment
@@ -250,7 +274,7 @@ class Worker:
                 self.accept_paused_until = time.monotonic() + 1.0
             else:
                 log.error("accept() failed on %s: %s", listener.url, exc)
-            return
+            return False
         server = ("localhost", "80") if listener.is_unix else (listener.server_name, listener.server_port)
         conn = Connection(sock, peer, server, self.ctx, listener.is_unix)
         fd = sock.fileno()
@@ -264,6 +288,7 @@ class Worker:
             self._dispatch(conn)
         elif state == CLOSED:
             self._forget(conn)
+        return True
 
     def _dispatch(self, conn: Connection) -> None:
         if not self.threads:
@@ -308,8 +333,13 @@ class Worker:
                 self.sel.register(fd, selectors.EVENT_READ, conn)
             self._after_request()
         while self.waiting and self.busy < self.config.threads:
-            self.busy += 1
-            self.jobs.put(self.waiting.popleft())
+            item = self.waiting.popleft()
+            if type(item) is Connection:
+                self.busy += 1
+                self.jobs.put(item)
+            else:  # the backlog's turn
+                self.accept_queued = False
+                self._accept(item)
         self._update_listening()
 
     def _on_control(self) -> None:
@@ -363,11 +393,10 @@ class Worker:
 
     def _update_listening(self) -> None:
         held = len(self.conns) + self.busy + len(self.waiting)
-        room = (not self.draining and time.monotonic() >= self.accept_paused_until
+        room = (not self.draining and not self.accept_queued
+                and time.monotonic() >= self.accept_paused_until
                 and (held < self.config.worker_connections
                      or any(c.environ is not None and c.is_idle for c in self.conns.values())))
-        if self.threads:
-            room = room and self.busy + len(self.waiting) < self.config.threads
         if room != self.listening:
             self._watch_listeners(room)
 
@@ -387,6 +416,8 @@ class Worker:
         self.drain_deadline = now + self.config.graceful_timeout
         self.ctx.draining = True
         self._watch_listeners(False)
+        self.waiting = deque(x for x in self.waiting if type(x) is Connection)
+        self.accept_queued = False
         for listener in self.listeners:
             listener.sock.close()
         # Idle keep-alive connections go now; a fresh one (environ still None) was

@@ -127,3 +127,40 @@ def test_full_worker_evicts_longest_idle_keepalive_connection(start_server):
     assert not closed(idle[-1])
     for sock in idle:
         sock.close()
+
+
+@pytest.mark.parametrize("threads", ["1", "3"])
+def test_new_client_is_served_while_keepalive_clients_keep_every_thread_busy(start_server, threads):
+    """Keep-alive clients that always have a request ready must not starve a client in the backlog."""
+    import socket
+    import threading
+
+    server = start_server(["--bind", "127.0.0.1:0", "--workers", "1", "--threads", threads,
+                           "testapp:app"])
+    stop = threading.Event()
+    served = [0]
+
+    def hammer() -> None:
+        with server.connect() as sock:
+            while not stop.is_set():
+                sock.sendall(b"GET /slow?0.02 HTTP/1.1\r\nHost: t\r\n\r\n")
+                data = b""
+                while not data.endswith(b"\n") or b"\r\n\r\n" not in data:
+                    chunk = sock.recv(4096)
+                    if not chunk:
+                        return
+                    data += chunk
+                served[0] += 1
+
+    clients = [threading.Thread(target=hammer, daemon=True) for _ in range(12)]
+    for t in clients:
+        t.start()
+    try:
+        wait_for(lambda: served[0] >= 30, message="the keep-alive clients to be served")
+        status, _, body = http_get(server, "/fresh")  # fails after DEADLINE if starved
+        assert status == 200 and b"path=/fresh" in body
+        assert not stop.is_set()
+    finally:
+        stop.set()
+        for t in clients:
+            t.join(30)
