@@ -1288,7 +1288,9 @@ def main(argv: list[str] | None = None) -> int:
     }
     commit_end = versions(wrk, [])["sharedsock_commit"]
     if commit_end != versions_start["sharedsock_commit"]:
-        data["meta"]["versions"]["sharedsock_commit"] += f" at the start; {commit_end} at the end"
+        data["meta"]["versions"]["sharedsock_commit"] += (
+            f" at the start; HEAD moved to {commit_end} during the run (not measured: sharedsock ran "
+            "from the copy taken at the start)" if SHAREDSOCK_SRC is not None else f" at the start; {commit_end} at the end")
     output.mkdir(parents=True, exist_ok=True)
     write_report(data, output, args.no_chart, raw)
     return 0
