@@ -63,13 +63,14 @@ class Worker:
         self.pid = os.getpid()
         self.sel = selectors.DefaultSelector()
         self.conns: dict[int, Connection] = {}  # registered in the selector, by fd
-        self.busy = 0
-        # Complete requests waiting for a thread, in arrival order; a Listener in the queue is
-        # the turn of the next client still in the kernel backlog (see _on_listener).
-        self.waiting: deque[Connection | Listener] = deque()
-        self.accept_queued = False
-        self.done: deque[tuple[Connection, int]] = deque()
+        # The pool's work queue, in arrival order: connections with a complete request, and
+        # now and then a Listener, the turn of clients still in the kernel backlog (see
+        # _on_listener). Idle threads take the next item themselves, without a round trip
+        # through this loop; finished items come back through ``done`` and the wake pipe.
         self.jobs: SimpleQueue = SimpleQueue()
+        self.in_pool = 0  # connections handed to the pool and not yet back (loop thread only)
+        self.accept_queued = False
+        self.done: deque[tuple[Connection | Listener, int]] = deque()
         self.threads: list[threading.Thread] = []
         self.ctx: ServerContext | None = None
         self.draining = False
@@ -222,7 +223,7 @@ class Worker:
             if self.draining:
                 if not self.drain_deadline:
                     self._begin_drain(now)
-                if (not conns and not self.busy and not self.waiting) or now >= self.drain_deadline:
+                if (not conns and not self.in_pool) or now >= self.drain_deadline:
                     return
             timeout = max(0.0, min(next_beat, next_sweep) - time.monotonic())
             for key, _ in select(timeout):
@@ -248,14 +249,15 @@ class Worker:
         keep-alive clients that always have a request ready would starve new
         ones forever. Inline (one thread), a burst is taken in one go.
         """
-        if self.threads:
-            if self.busy < self.config.threads and not self.waiting:
-                self._accept(listener)
-            elif not self.accept_queued:
+        if self.threads and self.in_pool >= self.config.threads:
+            if not self.accept_queued:
                 self.accept_queued = True
-                self.waiting.append(listener)
+                self.jobs.put(listener)
                 self._watch_listeners(False)
             return
+        self._accept_batch(listener)
+
+    def _accept_batch(self, listener: Listener) -> None:
         for _ in range(ACCEPT_BATCH):
             if not self._accept(listener) or not self.listening:
                 return
@@ -280,7 +282,7 @@ class Worker:
         fd = sock.fileno()
         self.conns[fd] = conn
         self.sel.register(fd, selectors.EVENT_READ, conn)
-        if len(self.conns) + self.busy + len(self.waiting) >= self.config.worker_connections \
+        if len(self.conns) + self.in_pool >= self.config.worker_connections \
                 and not self._evict_idle():
             self._watch_listeners(False)
         state = conn.on_readable()  # the request has often arrived with the connection
@@ -298,21 +300,17 @@ class Worker:
             self._after_request()
             return
         self._unregister(conn)
-        if self.busy < self.config.threads:
-            self.busy += 1
-            self.jobs.put(conn)
-        else:
-            self.waiting.append(conn)
-        self._update_listening()
+        self.in_pool += 1
+        self.jobs.put(conn)
 
     def _pool_loop(self) -> None:
         jobs, done, wake = self.jobs, self.done, self._wake_w
         while True:
-            conn = jobs.get()
-            if conn is None:
+            item = jobs.get()
+            if item is None:
                 return
-            state = conn.serve()
-            done.append((conn, state))
+            state = item.serve() if type(item) is Connection else WAIT
+            done.append((item, state))
             try:
                 os.write(wake, b"\0")
             except BlockingIOError:
@@ -325,21 +323,19 @@ class Worker:
         except (BlockingIOError, InterruptedError):
             pass
         while self.done:
-            conn, state = self.done.popleft()
-            self.busy -= 1
-            if state == WAIT and not conn.closed:
-                fd = conn.sock.fileno()
-                self.conns[fd] = conn
-                self.sel.register(fd, selectors.EVENT_READ, conn)
-            self._after_request()
-        while self.waiting and self.busy < self.config.threads:
-            item = self.waiting.popleft()
-            if type(item) is Connection:
-                self.busy += 1
-                self.jobs.put(item)
-            else:  # the backlog's turn
+            item, state = self.done.popleft()
+            if type(item) is not Connection:  # the backlog's turn came up in the queue
                 self.accept_queued = False
-                self._accept(item)
+                self._update_listening()
+                if self.listening:
+                    self._accept_batch(item)
+                continue
+            self.in_pool -= 1
+            if state == WAIT and not item.closed:
+                fd = item.sock.fileno()
+                self.conns[fd] = item
+                self.sel.register(fd, selectors.EVENT_READ, item)
+            self._after_request()
         self._update_listening()
 
     def _on_control(self) -> None:
@@ -392,7 +388,7 @@ class Worker:
         return True
 
     def _update_listening(self) -> None:
-        held = len(self.conns) + self.busy + len(self.waiting)
+        held = len(self.conns) + self.in_pool
         room = (not self.draining and not self.accept_queued
                 and time.monotonic() >= self.accept_paused_until
                 and (held < self.config.worker_connections
@@ -416,7 +412,6 @@ class Worker:
         self.drain_deadline = now + self.config.graceful_timeout
         self.ctx.draining = True
         self._watch_listeners(False)
-        self.waiting = deque(x for x in self.waiting if type(x) is Connection)
         self.accept_queued = False
         for listener in self.listeners:
             listener.sock.close()
@@ -424,7 +419,7 @@ class Worker:
         # accepted for a request that is on its way and gets served first.
         for conn in [c for c in self.conns.values() if c.is_idle and c.environ is not None]:
             self._forget(conn)
-        log.debug("worker %d draining %d connection(s)", self.pid, len(self.conns) + self.busy)
+        log.debug("worker %d draining %d connection(s)", self.pid, len(self.conns) + self.in_pool)
 
     def _shutdown(self) -> None:
         for conn in list(self.conns.values()):
