@@ -279,17 +279,24 @@ class Worker:
             return False
         server = ("localhost", "80") if listener.is_unix else (listener.server_name, listener.server_port)
         conn = Connection(sock, peer, server, self.ctx, listener.is_unix)
-        fd = sock.fileno()
-        self.conns[fd] = conn
-        self.sel.register(fd, selectors.EVENT_READ, conn)
+        # The request has often arrived with the connection: serve it before paying for a
+        # selector registration that a close-after-response would undo at once.
+        state = conn.on_readable()
+        if state == READY:
+            if self.threads:
+                self.in_pool += 1
+                self.jobs.put(conn)
+                state = CLOSED  # the pool owns it now
+            else:
+                state = conn.serve()
+                self._after_request()
+        if state == WAIT:
+            fd = sock.fileno()
+            self.conns[fd] = conn
+            self.sel.register(fd, selectors.EVENT_READ, conn)
         if len(self.conns) + self.in_pool >= self.config.worker_connections \
                 and not self._evict_idle():
             self._watch_listeners(False)
-        state = conn.on_readable()  # the request has often arrived with the connection
-        if state == READY:
-            self._dispatch(conn)
-        elif state == CLOSED:
-            self._forget(conn)
         return True
 
     def _dispatch(self, conn: Connection) -> None:
