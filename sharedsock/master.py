@@ -47,6 +47,7 @@ class Master:
         self.spec = spec
         self.target_workers = config.workers
         self.generation = 1
+        self.last_generation = 1  # generation numbers are never reused, even after a failed reload
         self.workers: list[WorkerProcess] = []
         self.listeners: list[Listener] = []
         self.signals: deque[int] = deque()
@@ -233,7 +234,8 @@ class Master:
     def _reload(self, why: str) -> None:
         if self.config.preload:
             log.warning("%s: restarting workers; code preloaded in the master is not reloaded", why)
-        self.generation += 1
+        self.last_generation += 1
+        self.generation = self.last_generation
         self.broken = False
         self.boot_failures = 0
         self.next_spawn = 0.0
@@ -307,6 +309,11 @@ class Master:
                 how += " (not sent by sharedsock: the kernel's OOM killer? see dmesg)"
         if expected and code in (0, -signal.SIGTERM, -signal.SIGKILL, -signal.SIGQUIT):
             log.info("worker %d (generation %d) exited", w.pid, w.generation)
+            return
+        if w.term_sent and not w.ready:
+            # Asked to leave while still starting (its generation was given up): whatever
+            # it died of no longer concerns the generation now serving.
+            log.info("worker %d (generation %d) exited while starting: %s", w.pid, w.generation, how)
             return
         if code == EXIT_TIMED_OUT or w.abort_sent:
             log.error("worker %d (generation %d) timed out and was replaced", w.pid, w.generation)

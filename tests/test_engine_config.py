@@ -208,7 +208,8 @@ def test_reload_picks_up_changes_and_survives_broken_file(start_server, tmp_path
             return [b"version one"]
     """))
     server = start_server(["--bind", "127.0.0.1:0", "--reload", "--workers", "2",
-                           "--start-method", start_method, "reloadme:app"], cwd=tmp_path, workers=2)
+                           "--start-method", start_method, "reloadme:app"], cwd=tmp_path, workers=2,
+                          env={"PYTHONDONTWRITEBYTECODE": "1"})
     assert http_get(server, "/")[2] == b"version one"
 
     def write(text: str) -> None:
@@ -239,7 +240,7 @@ def test_reload_waits_for_fix_when_app_never_loaded(start_server, tmp_path):
     module = tmp_path / "starts_broken.py"
     module.write_text("def app(environ, start_response:\n")
     server = start_server(["--bind", "127.0.0.1:0", "--reload", "starts_broken:app"], cwd=tmp_path,
-                          wait=False)
+                          wait=False, env={"PYTHONDONTWRITEBYTECODE": "1"})
     server.wait_log("waiting for a file change")
     assert server.proc.poll() is None
     module.write_text(textwrap.dedent("""

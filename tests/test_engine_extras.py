@@ -83,7 +83,8 @@ def test_failed_reload_keeps_old_generation(start_server, tmp_path, start_method
             return [b"old code"]
     """))
     server = start_server(["--bind", "127.0.0.1:0", "--workers", "2", "--start-method", start_method,
-                           "hupme:app"], cwd=tmp_path, workers=2)
+                           "hupme:app"], cwd=tmp_path, workers=2,
+                          env={"PYTHONDONTWRITEBYTECODE": "1"})  # same-size edits within a second
     module.write_text("raise ImportError('the new release is broken')\n")
     server.send(signal.SIGHUP)
     server.wait_log("reload failed: ImportError: the new release is broken")
