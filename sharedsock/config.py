@@ -229,8 +229,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("threads", to_int, 1, section="Workers", metavar="N", check=_at_least(1),
            help="Requests each worker runs in the app at once. Idle connections never hold a thread."),
     Option("worker_connections", to_int, 1000, section="Workers", metavar="N", check=_at_least(1),
-           help="Connections (busy or idle keep-alive) each worker holds at most; the rest wait in the "
-                "kernel backlog for a worker with room."),
+           help="Connections (busy or idle keep-alive) each worker holds at most. At the limit the "
+                "longest-idle keep-alive connection is closed to make room; when none is idle, new "
+                "clients wait in the kernel backlog for a worker with room."),
     Option("start_method", to_str, _default_start_method, section="Workers", metavar="METHOD",
            choices=("fork", "spawn"), default_text="fork",
            help="fork: workers inherit the listening sockets. spawn: each worker is a fresh interpreter "
