@@ -173,7 +173,11 @@ def _bind_unix(spec: BindSpec, backlog: int, umask: int | None) -> Listener:
         try:
             probe.connect(path)
         except OSError:
-            os.unlink(path)  # stale: nobody is listening on it
+            try:
+                os.unlink(path)  # stale: nobody is listening on it
+            except OSError as exc:
+                raise ConfigError(f"cannot bind {spec.text}: cannot remove the stale socket "
+                                  f"({exc.strerror})") from None
         else:
             raise ConfigError(f"cannot bind {spec.text}: another server is listening on {path}")
         finally:

@@ -12,7 +12,6 @@ import logging
 import os
 import sys
 import time
-from typing import Any
 
 ERROR_LOGGER = "sharedsock"
 log = logging.getLogger(ERROR_LOGGER)
@@ -230,11 +229,3 @@ def format_exception_line(exc: BaseException) -> str:
             where = f" ({tb.tb_frame.f_code.co_filename}, line {tb.tb_lineno})"
     message = str(exc) if not isinstance(exc, SyntaxError) else (exc.msg or str(exc))
     return f"{type(exc).__name__}: {message}{where}"
-
-
-def debug_enabled() -> bool:
-    return log.isEnabledFor(logging.DEBUG)
-
-
-def describe(value: Any) -> str:
-    return repr(value) if not isinstance(value, str) else value

@@ -21,7 +21,7 @@ from collections import deque
 from . import __version__
 from .appspec import AppSpec, library_prefixes
 from .config import Config
-from .errors import AppLoadError, ConfigError, SharedsockError
+from .errors import AppLoadError, ConfigError
 from .launcher import WorkerProcess, start_worker
 from .listeners import Listener, close_listeners, open_listeners
 from .logs import format_exception_line, log, reopen_logs
@@ -33,12 +33,6 @@ TICK = 0.25
 ABORT_GRACE = 5.0  # after SIGABRT, how long a stuck worker gets to dump its stacks
 WATCH_EVERY = 1.0
 _WAKE = object()
-
-
-class Halt(SharedsockError):
-    def __init__(self, reason: str, exit_code: int) -> None:
-        super().__init__(reason)
-        self.exit_code = exit_code
 
 
 class Master:
@@ -100,7 +94,7 @@ class Master:
             app = self.spec.load()
         except AppLoadError:
             raise
-        except Exception as exc:
+        except Exception as exc:  # the app's own import error: one line, like a worker reports it
             raise AppLoadError(format_exception_line(exc)) from exc
         self.spec = AppSpec(app=app, name=self.spec.name)
         if threading.active_count() > 1:

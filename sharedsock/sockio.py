@@ -53,21 +53,25 @@ def recv_some(sock: socket.socket, timeout: float) -> bytes:
 
 
 def send_all(sock: socket.socket, data: bytes | memoryview, timeout: float) -> None:
-    """Send everything or raise; ``timeout`` bounds each stall, not the whole transfer."""
+    """Send everything or raise; ``timeout`` bounds each stall, not the whole transfer.
+
+    The first send is tried on the bytes themselves: it nearly always takes all of
+    them, and a memoryview is made only when the kernel's buffer is full.
+    """
     try:
-        sent = sock.send(data)
+        try:
+            sent = sock.send(data)
+        except BlockingIOError:
+            sent = 0
+            _wait(sock.fileno(), _POLLOUT, timeout)
         if sent == len(data):
             return
         view = memoryview(data)[sent:]
         while view:
             try:
-                sent = sock.send(view)
-                view = view[sent:]
+                view = view[sock.send(view):]
             except BlockingIOError:
                 _wait(sock.fileno(), _POLLOUT, timeout)
-    except BlockingIOError:
-        _wait(sock.fileno(), _POLLOUT, timeout)
-        send_all(sock, data, timeout)
     except OSError:  # broken pipe, reset, aborted: the client is gone
         raise ClientGone() from None
 
