@@ -20,7 +20,7 @@ from .http.parser import DATA, END, ERROR, HEAD, Limits, RequestHead, RequestPar
 from .logs import AccessLog, AccessRecord, log
 from .proxy import TrustedProxies, apply_proxy_headers
 from .sockio import READ_SIZE, ClientGone, ClientTimeout, recv_some, send_all, send_file
-from .wsgi import EMPTY_INPUT, FileWrapper, InputStream, base_environ, build_environ
+from .wsgi import EMPTY_INPUT, FileWrapper, InputStream, build_environ
 
 # What serve() and on_readable() report to the worker loop.
 WAIT = 0
@@ -63,12 +63,13 @@ class ServerContext:
 
 
 class Connection:
-    __slots__ = ("sock", "ctx", "parser", "events", "base", "deadline", "trusted_peer",
-                 "response_started", "closed", "environ", "prefetching", "prefetched",
-                 "prefetch_cap", "lingering", "linger_left")
+    __slots__ = ("sock", "fd", "ctx", "parser", "events", "base", "remote_addr", "remote_port",
+                 "deadline", "trusted_peer", "response_started", "closed", "environ", "prefetching",
+                 "prefetched", "prefetch_cap", "lingering", "linger_left")
 
-    def __init__(self, sock: socket.socket, peer: Any, server: tuple[str, str], ctx: ServerContext,
+    def __init__(self, sock: socket.socket, peer: Any, base: dict, ctx: ServerContext,
                  is_unix: bool) -> None:
+        """``base``: the listener's environ template (``wsgi.base_environ``); shared, never written."""
         sock.setblocking(False)
         if not is_unix:
             try:
@@ -76,18 +77,17 @@ class Connection:
             except OSError:
                 pass
         self.sock = sock
+        self.fd = sock.fileno()  # still known after close, so the worker can find its entry
         self.ctx = ctx
         self.parser = RequestParser(ctx.limits)
         self.events: deque = deque()
+        self.base = base
         if is_unix:
-            remote_addr, remote_port = "", ""
+            self.remote_addr = self.remote_port = ""
             self.trusted_peer = ctx.trusted.trusts_unix
         else:
-            remote_addr, remote_port = peer[0], str(peer[1])
-            self.trusted_peer = ctx.trusted.trusts(remote_addr)
-        self.base = base_environ(server[0], server[1], remote_addr, remote_port,
-                                 ctx.multithread, ctx.multiprocess)
-        self.base["SCRIPT_NAME"] = ctx.root_path
+            self.remote_addr, self.remote_port = peer[0], str(peer[1])
+            self.trusted_peer = ctx.trusted.trusts(self.remote_addr)
         self.deadline = time.monotonic() + ctx.header_timeout
         self.response_started = False
         self.closed = False
@@ -227,7 +227,7 @@ class Connection:
         started = time.monotonic()
         ctx.inflight[self] = started
         self.response_started = False
-        environ = build_environ(head, self.base, ctx.root_path)
+        environ = build_environ(head, self.base, self.remote_addr, self.remote_port, ctx.root_path)
         if self.trusted_peer:
             apply_proxy_headers(environ, ctx.trusted)
         body: RequestBody | None = None

@@ -7,11 +7,13 @@ port 8000 is taken.
 
 from __future__ import annotations
 
+import _socket
 import errno
 import os
 import socket
 import stat
 from dataclasses import dataclass
+from typing import Any
 
 from .errors import ConfigError
 from .logs import log
@@ -33,6 +35,20 @@ class Listener:
         if ":" in host:
             host = f"[{host}]"
         return f"http://{host}:{self.server_port}"
+
+    def accept(self) -> tuple[socket.socket, Any]:
+        """accept(2) into a bare ``_socket.socket``, the C type under ``socket.socket``.
+
+        ``socket.accept`` wraps each connection in Python: it reads the listener's
+        family and type as enums and runs a Python ``__init__``, and its ``close``
+        goes through two more Python calls. Connections need none of that, and it
+        was a fifth of the cost of a connection that carries one request.
+        """
+        fd, peer = self.sock._accept()
+        return _socket.socket(self._family, socket.SOCK_STREAM, 0, fd), peer
+
+    def __post_init__(self) -> None:
+        self._family = int(self.sock.family)
 
     def describe(self) -> dict:
         """What a spawned worker needs besides the fd itself."""

@@ -32,6 +32,7 @@ from .http.parser import Limits
 from .listeners import Listener
 from .logs import AccessLog, format_exception_line, log, reopen_logs
 from .proxy import TrustedProxies
+from .wsgi import base_environ
 
 EXIT_OK = 0
 EXIT_BOOT_FAILED = 3
@@ -118,6 +119,12 @@ class Worker:
             multiprocess=config.workers > 1 or config.reload,
         )
         self._access = access
+        self.environ_bases = {
+            listener.sock.fileno(): base_environ(
+                "localhost" if listener.is_unix else listener.server_name,
+                "80" if listener.is_unix else listener.server_port,
+                self.ctx.root_path, self.ctx.multithread, self.ctx.multiprocess)
+            for listener in self.listeners}
         if config.threads > 1:
             for n in range(config.threads):
                 t = threading.Thread(target=self._pool_loop, name=f"sharedsock-pool-{n}", daemon=True)
@@ -264,7 +271,7 @@ class Worker:
 
     def _accept(self, listener: Listener) -> bool:
         try:
-            sock, peer = listener.sock.accept()
+            sock, peer = listener.accept()
         except (BlockingIOError, InterruptedError, ConnectionAbortedError):
             return False
         except OSError as exc:
@@ -277,8 +284,8 @@ class Worker:
             else:
                 log.error("accept() failed on %s: %s", listener.url, exc)
             return False
-        server = ("localhost", "80") if listener.is_unix else (listener.server_name, listener.server_port)
-        conn = Connection(sock, peer, server, self.ctx, listener.is_unix)
+        conn = Connection(sock, peer, self.environ_bases[listener.sock.fileno()], self.ctx,
+                          listener.is_unix)
         # The request has often arrived with the connection: serve it before paying for a
         # selector registration that a close-after-response would undo at once.
         state = conn.on_readable()
@@ -291,9 +298,8 @@ class Worker:
                 state = conn.serve()
                 self._after_request()
         if state == WAIT:
-            fd = sock.fileno()
-            self.conns[fd] = conn
-            self.sel.register(fd, selectors.EVENT_READ, conn)
+            self.conns[conn.fd] = conn
+            self.sel.register(conn.fd, selectors.EVENT_READ, conn)
         if len(self.conns) + self.in_pool >= self.config.worker_connections \
                 and not self._evict_idle():
             self._watch_listeners(False)
@@ -339,9 +345,8 @@ class Worker:
                 continue
             self.in_pool -= 1
             if state == WAIT and not item.closed:
-                fd = item.sock.fileno()
-                self.conns[fd] = item
-                self.sel.register(fd, selectors.EVENT_READ, item)
+                self.conns[item.fd] = item
+                self.sel.register(item.fd, selectors.EVENT_READ, item)
             self._after_request()
         self._update_listening()
 
@@ -370,10 +375,9 @@ class Worker:
             conn.expire()
 
     def _unregister(self, conn: Connection) -> None:
-        fd = conn.sock.fileno()
-        if fd == -1:
-            fd = next((k for k, v in self.conns.items() if v is conn), -1)
-        if self.conns.pop(fd, None) is not None:
+        fd = conn.fd
+        if self.conns.get(fd) is conn:
+            del self.conns[fd]
             try:
                 self.sel.unregister(fd)
             except (KeyError, ValueError):

@@ -1,6 +1,6 @@
 """PEP 3333 pieces: the environ, ``wsgi.input`` and ``wsgi.file_wrapper``.
 
-The environ is built from a per-connection template so that per request only
+The environ is built from a per-listener template so that per request only
 the values that change are written. ``wsgi.input`` pulls body bytes from the
 connection on demand, so a body is never held in memory beyond one read.
 """
@@ -69,9 +69,12 @@ _MISSING = object()
 _SERVER_NAMES: dict[str, str] = {}  # Host header -> SERVER_NAME; a server sees few hosts
 
 
-def build_environ(head: RequestHead, base: dict, root_path: str) -> dict:
-    """The environ for one request; ``base`` holds the per-connection constants."""
+def build_environ(head: RequestHead, base: dict, remote_addr: str, remote_port: str,
+                  root_path: str) -> dict:
+    """The environ for one request; ``base`` holds the listener's constants (``base_environ``)."""
     environ = base.copy()
+    environ["REMOTE_ADDR"] = remote_addr
+    environ["REMOTE_PORT"] = remote_port
     target = head.target
     if target[:1] == b"/" and b"#" not in target:  # origin form: nearly every request
         path, _, query = target.partition(b"?")
@@ -301,14 +304,15 @@ class FileWrapper:
         return fd, offset, max(0, st.st_size - offset)
 
 
-def base_environ(server_name: str, server_port: str, remote_addr: str, remote_port: str,
+def base_environ(server_name: str, server_port: str, script_name: str,
                  multithread: bool, multiprocess: bool, errors=None) -> dict:
+    """What every request through one listener shares; built once per listener and worker."""
     return {
-        "SCRIPT_NAME": "",
+        "SCRIPT_NAME": script_name,
         "SERVER_NAME": server_name,
         "SERVER_PORT": server_port,
-        "REMOTE_ADDR": remote_addr,
-        "REMOTE_PORT": remote_port,
+        "REMOTE_ADDR": "",
+        "REMOTE_PORT": "",
         "SERVER_SOFTWARE": "sharedsock",
         "wsgi.version": (1, 0),
         "wsgi.url_scheme": "http",
