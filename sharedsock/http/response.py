@@ -84,6 +84,7 @@ class ResponsePlan:
 
 _NAMES: dict[str, str] = {}  # header names already validated -> lower case
 _STATUSES: dict[str, int] = {}  # status lines already validated -> code
+_ITEMS: dict[tuple[str, str], str] = {}  # (name, value) headers already validated -> lower-case name
 _NOTABLE = HOP_BY_HOP | {"content-length", "date", "server"}
 _CACHE_LIMIT = 4096
 
@@ -103,14 +104,32 @@ def _check_status(status: object) -> int:
     return code
 
 
-def _check_name(name: object) -> str:
+def _check_item(item: object) -> str:
+    """Validate one ``(name, value)`` header; returns the lower-case name."""
+    if type(item) is not tuple or len(item) != 2:
+        raise ResponseHeadError(f"each header must be a (name, value) tuple, got {item!r}")
+    name, value = item
     if type(name) is not str:
         raise ResponseHeadError(f"header names must be str, got {name!r}")
-    if not _TOKEN.match(name):
-        raise ResponseHeadError(f"invalid header name {name!r}")
-    if len(_NAMES) > _CACHE_LIMIT:
-        _NAMES.clear()
-    lname = _NAMES[name] = name.lower()
+    lname = _NAMES.get(name)
+    if lname is None:
+        if not _TOKEN.match(name):
+            raise ResponseHeadError(f"invalid header name {name!r}")
+        if len(_NAMES) > _CACHE_LIMIT:
+            _NAMES.clear()
+        lname = _NAMES[name] = name.lower()
+    if type(value) is not str:
+        raise ResponseHeadError(f"header values must be str: {item!r}")
+    if _BAD_VALUE.search(value):
+        raise ResponseHeadError(f"invalid character in value of header {name!r}")
+    if not value.isascii():
+        try:
+            value.encode("latin-1")
+        except UnicodeEncodeError:
+            raise ResponseHeadError(f"value of header {name!r} must be latin-1") from None
+    if len(_ITEMS) > _CACHE_LIMIT:
+        _ITEMS.clear()
+    _ITEMS[item] = lname
     return lname
 
 
@@ -119,8 +138,8 @@ def check_start_response(status: object, headers: object) -> ResponsePlan:
 
     Hop-by-hop headers belong to the server; ``Connection: close`` is honoured
     (the connection closes after the response), any other is an app bug.
-    Names and status lines seen before skip their checks: they are the same
-    few strings on every response.
+    Status lines and whole headers seen before skip their checks: an app sends
+    the same few on nearly every response.
     """
     code = _STATUSES.get(status) if type(status) is str else None
     if code is None:
@@ -129,25 +148,16 @@ def check_start_response(status: object, headers: object) -> ResponsePlan:
         raise ResponseHeadError(f"headers must be a list, got {type(headers).__name__}")
     content_length: int | None = None
     app_wants_close = has_date = has_server = False
-    names = _NAMES
-    bad_value = _BAD_VALUE.search
+    checked = _ITEMS.get
     for item in headers:
-        if type(item) is not tuple or len(item) != 2:
-            raise ResponseHeadError(f"each header must be a (name, value) tuple, got {item!r}")
-        name, value = item
-        lname = names.get(name) if type(name) is str else None
+        try:
+            lname = checked(item)
+        except TypeError:  # unhashable: certainly not a valid header
+            lname = None
         if lname is None:
-            lname = _check_name(name)
-        if type(value) is not str:
-            raise ResponseHeadError(f"header values must be str: {item!r}")
-        if bad_value(value):
-            raise ResponseHeadError(f"invalid character in value of header {name!r}")
-        if not value.isascii():
-            try:
-                value.encode("latin-1")
-            except UnicodeEncodeError:
-                raise ResponseHeadError(f"value of header {name!r} must be latin-1") from None
+            lname = _check_item(item)
         if lname in _NOTABLE:
+            value = item[1]
             if lname == "content-length":
                 if not _DIGITS.match(value.strip(" \t")) or content_length is not None:
                     raise ResponseHeadError(f"invalid Content-Length {value!r}")
@@ -159,7 +169,8 @@ def check_start_response(status: object, headers: object) -> ResponsePlan:
             elif lname == "connection" and value.strip().lower() == "close":
                 app_wants_close = True
             else:
-                raise ResponseHeadError(f"hop-by-hop header {name!r} is set by the server, not the app")
+                raise ResponseHeadError(
+                    f"hop-by-hop header {item[0]!r} is set by the server, not the app")
     kept = [h for h in headers if h[0].lower() != "connection"] if app_wants_close else list(headers)
     if content_length is not None and (code < 200 or code == 204):
         # RFC 9110 8.6: never sent with these; the app's value would mislead the client.
