@@ -11,6 +11,7 @@ serve another connection, so a busy worker leaves new clients to its siblings.
 from __future__ import annotations
 
 import errno
+import gc
 import os
 import random
 import resource
@@ -101,6 +102,9 @@ class Worker:
         except BaseException as exc:  # noqa: BLE001 - report anything the app's import raises
             self._report_load_error(exc)
             return EXIT_APP_LOAD_FAILED
+        # What the app built at import lives as long as the worker: full collections need
+        # not walk it again and again (with --preload the master froze it already).
+        gc.freeze()
         config = self.config
         access = AccessLog(config.access_log, config.access_log_format) if config.access_log else None
         self.ctx = ServerContext(

@@ -40,19 +40,20 @@ class ResponseHeadError(ValueError):
 class DateCache:
     """The Date header changes once a second; formatting it per request is waste."""
 
-    __slots__ = ("_second", "_value")
+    __slots__ = ("_second", "_line")
 
     def __init__(self) -> None:
         self._second = -1
-        self._value = ""
+        self._line = ""
 
-    def get(self) -> str:
+    def line(self) -> str:
+        """The whole ``Date: ...`` header line, CRLF included."""
         now = time.time()
         second = int(now)
         if second != self._second:
             self._second = second
-            self._value = formatdate(now, usegmt=True)
-        return self._value
+            self._line = f"Date: {formatdate(now, usegmt=True)}\r\n"
+        return self._line
 
 
 DATE = DateCache()
@@ -159,7 +160,8 @@ def check_start_response(status: object, headers: object) -> ResponsePlan:
         if lname in _NOTABLE:
             value = item[1]
             if lname == "content-length":
-                if not _DIGITS.match(value.strip(" \t")) or content_length is not None:
+                if content_length is not None or not (
+                        value.isdigit() and value.isascii() or _DIGITS.match(value.strip(" \t"))):
                     raise ResponseHeadError(f"invalid Content-Length {value!r}")
                 content_length = int(value)
             elif lname == "date":
@@ -200,7 +202,7 @@ def render_head(plan: ResponsePlan, mode: int, keep_alive: bool, server: str,
     for name, value in plan.headers:
         lines.append(f"{name}: {value}\r\n")
     if not plan.has_date:
-        lines.append(f"Date: {DATE.get()}\r\n")
+        lines.append(DATE.line())
     if server and not plan.has_server:
         lines.append(f"Server: {server}\r\n")
     if mode == CHUNKED:
