@@ -41,6 +41,8 @@ EXIT_APP_LOAD_FAILED = 4
 EXIT_TIMED_OUT = 5
 
 _WAKE = object()
+REARMED = 3  # in ``done``: a pool thread put the kept-alive connection back in the selector itself
+ADOPTED = 4  # in ``done``: the thread that took the backlog's turn accepted a client to serve
 _CONTROL = object()
 ACCEPT_BATCH = 64  # inline mode: connections taken per wake-up, so a burst is not accepted one per round
 
@@ -68,7 +70,7 @@ class Worker:
         # The pool's work queue, in arrival order: connections with a complete request, and
         # now and then a Listener, the turn of clients still in the kernel backlog (see
         # _on_listener). Idle threads take the next item themselves, without a round trip
-        # through this loop; finished items come back through ``done`` and the wake pipe.
+        # through this loop; finished items come back through ``done`` (see _take_done).
         self.jobs: SimpleQueue = SimpleQueue()
         self.in_pool = 0  # connections handed to the pool and not yet back (loop thread only)
         self.accept_queued = False
@@ -237,7 +239,10 @@ class Worker:
                 if (not conns and not self.in_pool) or now >= self.drain_deadline:
                     return
             timeout = max(0.0, min(next_beat, next_sweep) - time.monotonic())
-            for key, _ in select(timeout):
+            ready = select(timeout)
+            if self.done:
+                self._take_done()
+            for key, _ in ready:
                 data = key.data
                 if type(data) is Connection:
                     state = data.on_readable()
@@ -258,7 +263,9 @@ class Worker:
         With every thread busy, the backlog queues behind the requests already
         waiting instead of being ignored until the queue is empty: otherwise
         keep-alive clients that always have a request ready would starve new
-        ones forever. Inline (one thread), a burst is taken in one go.
+        ones forever. The thread that takes the turn serves one new client at
+        once and the loop accepts the rest. Inline (one thread), a burst is
+        taken in one go.
         """
         if self.threads and self.in_pool >= self.config.threads:
             if not self.accept_queued:
@@ -273,11 +280,18 @@ class Worker:
             if not self._accept(listener) or not self.listening:
                 return
 
-    def _accept(self, listener: Listener) -> bool:
+    def _open(self, listener: Listener) -> Connection | None:
+        """The next client from the backlog, None if it is empty; other failures raise OSError."""
         try:
             sock, peer = listener.accept()
         except (BlockingIOError, InterruptedError, ConnectionAbortedError):
-            return False
+            return None
+        return Connection(sock, peer, self.environ_bases[listener.sock.fileno()], self.ctx,
+                          listener.is_unix)
+
+    def _accept(self, listener: Listener) -> bool:
+        try:
+            conn = self._open(listener)
         except OSError as exc:
             if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
                 # Out of descriptors or memory: leave the backlog to siblings for a moment
@@ -288,8 +302,8 @@ class Worker:
             else:
                 log.error("accept() failed on %s: %s", listener.url, exc)
             return False
-        conn = Connection(sock, peer, self.environ_bases[listener.sock.fileno()], self.ctx,
-                          listener.is_unix)
+        if conn is None:
+            return False
         # The request has often arrived with the connection: serve it before paying for a
         # selector registration that a close-after-response would undo at once.
         state = conn.on_readable()
@@ -321,17 +335,42 @@ class Worker:
         self.jobs.put(conn)
 
     def _pool_loop(self) -> None:
-        jobs, done, wake = self.jobs, self.done, self._wake_w
+        jobs, done, wake, register = self.jobs, self.done, self._wake_w, self.sel.register
         while True:
             item = jobs.get()
             if item is None:
                 return
-            state = item.serve() if type(item) is Connection else WAIT
-            done.append((item, state))
-            try:
-                os.write(wake, b"\0")
-            except BlockingIOError:
-                pass  # the loop is already awake
+            if type(item) is Connection:
+                conn = item
+                state = conn.serve()
+            else:
+                # The backlog's turn: this thread serves the first client itself, so a new
+                # client waits for the queue once, not twice; the loop accepts the rest.
+                try:
+                    conn = self._open(item)
+                except OSError:
+                    conn = None  # the loop meets the same error and deals with it
+                done.append((item, ADOPTED if conn is not None else WAIT))
+                _wake(wake)
+                if conn is None:
+                    continue
+                state = conn.on_readable()
+                if state == READY:
+                    state = conn.serve()
+            if state == WAIT and not conn.closed and not self.draining:
+                # A kept-alive connection goes back to the selector from here, and the
+                # loop reads ``done`` when it next wakes, which is at the latest when
+                # this client's next request arrives: no wake-up, and no second thread
+                # wanting the GIL, per request. ``done`` first: see _take_done.
+                done.append((conn, REARMED))
+                try:
+                    register(conn.fd, selectors.EVENT_READ, conn)
+                except (KeyError, ValueError, OSError) as exc:
+                    log.error("could not watch connection %d again: %s", conn.fd, exc)
+                    conn.close()
+                continue
+            done.append((conn, state))
+            _wake(wake)
 
     def _on_wake(self) -> None:
         try:
@@ -339,16 +378,33 @@ class Worker:
                 pass
         except (BlockingIOError, InterruptedError):
             pass
+        self._take_done()
+
+    def _take_done(self) -> None:
+        """Book what the pool finished.
+
+        A REARMED connection is already in the selector again. Its entry was queued
+        before it was registered, so once select() has reported an event for it, the
+        entry is here: the loop takes ``done`` after each select() and before handling
+        the events, and so never sees a connection it does not know about.
+        """
         while self.done:
             item, state = self.done.popleft()
             if type(item) is not Connection:  # the backlog's turn came up in the queue
+                if state == ADOPTED:
+                    self.in_pool += 1  # its own entry follows when the thread is done with it
                 self.accept_queued = False
                 self._update_listening()
                 if self.listening:
                     self._accept_batch(item)
                 continue
             self.in_pool -= 1
-            if state == WAIT and not item.closed:
+            if state == REARMED:
+                if not item.closed:  # closed: its fd may be a new connection's already
+                    self.conns[item.fd] = item
+                    if self.draining and item.is_idle:
+                        self._forget(item)
+            elif state == WAIT and not item.closed:
                 self.conns[item.fd] = item
                 self.sel.register(item.fd, selectors.EVENT_READ, item)
             self._after_request()
@@ -442,6 +498,13 @@ class Worker:
         for _ in self.threads:
             self.jobs.put(None)
         _flush_logs()
+
+
+def _wake(fd: int) -> None:
+    try:
+        os.write(fd, b"\0")
+    except BlockingIOError:
+        pass  # the loop is already awake
 
 
 def _raise_fd_limit(wanted: int) -> None:

@@ -165,3 +165,33 @@ def test_new_client_is_served_while_keepalive_clients_keep_every_thread_busy(sta
         stop.set()
         for t in clients:
             t.join(30)
+
+
+def test_sigterm_closes_idle_keepalive_connections_of_a_thread_pool(start_server):
+    """Connections the pool put back in the selector itself are closed on drain like any
+    other idle one: the worker leaves at once, not after --graceful-timeout."""
+    from conftest import DEADLINE, ResponseReader
+
+    server = start_server(["--bind", "127.0.0.1:0", "--workers", "1", "--threads", "3",
+                           "--keepalive", "600", "--graceful-timeout", str(DEADLINE * 10),
+                           "testapp:app"])
+    socks = [server.connect() for _ in range(6)]
+    readers = [ResponseReader(s) for s in socks]
+    for _ in range(3):  # every request goes through the pool and back
+        for sock in socks:
+            sock.sendall(b"GET /hello HTTP/1.1\r\nHost: t\r\n\r\n")
+        for reader in readers:
+            status, _, _ = reader.next()
+            assert status == 200
+    busy = server.connect()
+    busy.sendall(b"GET /slow?1 HTTP/1.1\r\nHost: t\r\n\r\n")
+    server.wait_log("slow request started")
+    server.send(signal.SIGTERM)
+    for reader in readers:
+        assert reader.closed(), "an idle keep-alive connection was left open during drain"
+    status, headers, body = ResponseReader(busy).next()
+    assert status == 200 and b"path=/slow" in body
+    assert headers.get("connection") == "close"
+    assert server.wait_exit() == 0  # within DEADLINE, far below --graceful-timeout
+    for sock in [*socks, busy]:
+        sock.close()
