@@ -65,18 +65,15 @@ class ServerContext:
 class Connection:
     __slots__ = ("sock", "fd", "ctx", "parser", "events", "base", "remote_addr", "remote_port",
                  "deadline", "trusted_peer", "response_started", "closed", "environ", "prefetching",
-                 "prefetched", "prefetch_cap", "lingering", "linger_left")
+                 "prefetched", "prefetch_cap", "lingering", "linger_left", "nodelay", "answered")
 
     def __init__(self, sock: socket.socket, peer: Any, base: dict, ctx: ServerContext,
                  is_unix: bool) -> None:
         """``base``: the listener's environ template (``wsgi.base_environ``); shared, never written."""
         sock.setblocking(False)
-        if not is_unix:
-            try:
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            except OSError:
-                pass
         self.sock = sock
+        self.nodelay = is_unix  # TCP_NODELAY is set when first needed: see before_send
+        self.answered = False
         self.fd = sock.fileno()  # still known after close, so the worker can find its entry
         self.ctx = ctx
         self.parser = RequestParser(ctx.limits)
@@ -297,7 +294,25 @@ class Connection:
             access.write(AccessRecord(self.environ, "504 Gateway Timeout", [], 0,
                                       time.monotonic() - started))
 
+    def before_send(self, whole: bool) -> None:
+        """Turn Nagle's algorithm off before a write it could hold back.
+
+        Nagle delays a small segment only while earlier data is unacknowledged.
+        A first response sent whole, in one send(), follows nothing, so a
+        connection that carries one request never pays for the setsockopt.
+        Anything else (a second response, a streamed body, a 100 Continue
+        before the response) turns it off for the rest of the connection.
+        """
+        if not self.nodelay and (self.answered or not whole):
+            self.nodelay = True
+            try:
+                self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            except OSError:
+                pass
+        self.answered = True
+
     def _send_quietly(self, data: bytes) -> None:
+        self.before_send(True)
         try:
             self.sock.send(data)
         except OSError:
@@ -338,6 +353,7 @@ class RequestBody:
         if not self.continue_sent:
             self.continue_sent = True
             if not conn.response_started:  # once the response began, a 100 would corrupt it
+                conn.before_send(False)
                 send_all(conn.sock, rsp.CONTINUE, conn.ctx.body_timeout)
         events = conn.events
         try:
@@ -452,15 +468,18 @@ class ResponseWriter:
             and (body is None or body.can_drain())
         )
 
-    def _send_head(self, first: bytes = _EMPTY) -> None:
+    def _send_head(self, first: bytes = _EMPTY, whole: bool = False) -> None:
+        """The head, and with ``whole`` the complete body in ``first``: nothing follows."""
         data = rsp.render_head(self.plan, self.mode, self.keep_alive, self.conn.ctx.server_header,
                                self.head.version == "1.0")
         if first:
             data += first
             self.sent += len(first)
         self.head_sent = True
-        self.conn.response_started = True
-        send_all(self.conn.sock, data, self.conn.ctx.body_timeout)
+        conn = self.conn
+        conn.response_started = True
+        conn.before_send(whole)
+        send_all(conn.sock, data, conn.ctx.body_timeout)
 
     def write(self, data: bytes) -> None:
         if type(data) is not bytes:
@@ -529,7 +548,7 @@ class ResponseWriter:
             plan.headers.append(("Content-Length", str(len(data))))
             plan.content_length = len(data)
         self._decide()  # the whole response in one send: head and body together
-        self._send_head(self._frame(data) if self.mode != rsp.NO_BODY else _EMPTY)
+        self._send_head(self._frame(data) if self.mode != rsp.NO_BODY else _EMPTY, whole=True)
 
     def _try_sendfile(self, wrapper: FileWrapper) -> bool:
         span = wrapper.sendfile_span()
@@ -561,7 +580,7 @@ class ResponseWriter:
                 plan.headers.append(("Content-Length", "0"))
                 plan.content_length = 0
             self._decide()
-            self._send_head()
+            self._send_head(whole=True)
         elif self.mode == rsp.CHUNKED:
             send_all(self.conn.sock, rsp.LAST_CHUNK, self.conn.ctx.body_timeout)
         if self.mode == rsp.LENGTH and self.sent < self.plan.content_length:
