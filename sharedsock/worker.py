@@ -75,6 +75,7 @@ class Worker:
         self.in_pool = 0  # connections handed to the pool and not yet back (loop thread only)
         self.accept_queued = False
         self.done: deque[tuple[Connection | Listener, int]] = deque()
+        self.done_lock = threading.Lock()
         self.threads: list[threading.Thread] = []
         self.ctx: ServerContext | None = None
         self.draining = False
@@ -336,6 +337,7 @@ class Worker:
 
     def _pool_loop(self) -> None:
         jobs, done, wake, register = self.jobs, self.done, self._wake_w, self.sel.register
+        done_lock = self.done_lock
         while True:
             item = jobs.get()
             if item is None:
@@ -362,12 +364,13 @@ class Worker:
                 # loop reads ``done`` when it next wakes, which is at the latest when
                 # this client's next request arrives: no wake-up, and no second thread
                 # wanting the GIL, per request. ``done`` first: see _take_done.
-                done.append((conn, REARMED))
-                try:
-                    register(conn.fd, selectors.EVENT_READ, conn)
-                except (KeyError, ValueError, OSError) as exc:
-                    log.error("could not watch connection %d again: %s", conn.fd, exc)
-                    conn.close()
+                with done_lock:
+                    done.append((conn, REARMED))
+                    try:
+                        register(conn.fd, selectors.EVENT_READ, conn)
+                    except (KeyError, ValueError, OSError) as exc:
+                        log.error("could not watch connection %d again: %s", conn.fd, exc)
+                        conn.close()
                 continue
             done.append((conn, state))
             _wake(wake)
@@ -383,13 +386,16 @@ class Worker:
     def _take_done(self) -> None:
         """Book what the pool finished.
 
-        A REARMED connection is already in the selector again. Its entry was queued
-        before it was registered, so once select() has reported an event for it, the
-        entry is here: the loop takes ``done`` after each select() and before handling
-        the events, and so never sees a connection it does not know about.
+        A REARMED connection is in the selector again: its thread queues the entry and
+        registers it under ``done_lock``. So once select() has reported an event for
+        it, the entry is here (the loop takes ``done`` after each select() and before
+        handling events), and an entry taken under the lock is registered already, so
+        closing its connection here cannot race with the registration.
         """
-        while self.done:
-            item, state = self.done.popleft()
+        done = self.done
+        with self.done_lock:
+            batch = [done.popleft() for _ in range(len(done))]  # appends may race: never clear()
+        for item, state in batch:
             if type(item) is not Connection:  # the backlog's turn came up in the queue
                 if state == ADOPTED:
                     self.in_pool += 1  # its own entry follows when the thread is done with it
