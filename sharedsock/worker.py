@@ -277,7 +277,11 @@ class Worker:
         self._accept_batch(listener)
 
     def _accept_batch(self, listener: Listener) -> None:
-        for _ in range(ACCEPT_BATCH):
+        """Inline, a burst at once. With a pool, only as many as there are idle threads:
+        a kept-alive client stays with the worker that accepted it, and a worker that
+        took a whole burst would leave its siblings idle for the life of those clients."""
+        limit = self.config.threads - self.in_pool if self.threads else ACCEPT_BATCH
+        for _ in range(limit):
             if not self._accept(listener) or not self.listening:
                 return
 

@@ -195,3 +195,43 @@ def test_sigterm_closes_idle_keepalive_connections_of_a_thread_pool(start_server
     assert server.wait_exit() == 0  # within DEADLINE, far below --graceful-timeout
     for sock in [*socks, busy]:
         sock.close()
+
+
+def test_a_pool_worker_leaves_a_burst_of_keepalive_clients_to_its_siblings(start_server):
+    """With --threads, a worker accepts only as many clients as it has idle threads: kept-alive
+    clients stay where they were accepted, so one worker taking a whole burst would leave the
+    others idle for as long as those clients live."""
+    import threading
+
+    from conftest import ResponseReader
+
+    server = start_server(["--bind", "127.0.0.1:0", "--workers", "2", "--threads", "2",
+                           "testapp:app"], workers=2)
+    socks: list = []
+    pids: list[int] = []
+
+    def ask() -> None:
+        sock = server.connect()
+        socks.append(sock)
+        sock.sendall(b"GET /slow?0.5 HTTP/1.1\r\nHost: t\r\n\r\n")
+        status, _, body = ResponseReader(sock).next()
+        assert status == 200
+        pids.append(pid_of(body))
+
+    workers = server.booted_pids()
+    for pid in workers:  # the burst waits in the backlog whole, as one from a load balancer would
+        os.kill(pid, signal.SIGSTOP)
+    threads = [threading.Thread(target=ask) for _ in range(16)]
+    try:
+        for t in threads:
+            t.start()
+        wait_for(lambda: len(socks) == 16, message="16 clients to connect")
+    finally:
+        for pid in workers:
+            os.kill(pid, signal.SIGCONT)
+    for t in threads:
+        t.join(60)
+    assert len(pids) == 16
+    assert len(set(pids)) == 2, f"one worker took every client: {sorted(set(pids))}"
+    for sock in socks:
+        sock.close()
