@@ -1,9 +1,10 @@
 """A worker process: adopt the listeners, load the app, accept and serve until told to stop.
 
 One selector watches the listeners, the master's channel, a wake-up pipe
-(signals and finished pool jobs) and every connection that is idle or still
-sending its request head. Requests run inline with ``--threads 1`` and on a
-pool otherwise; either way a connection reaches the app only once its whole
+(signals, and pool jobs that closed or took the backlog's turn) and every
+connection that is idle or still sending its request head; pool threads put
+kept-alive connections back in it themselves. Requests run inline with
+``--threads 1`` and on a pool otherwise; either way a connection reaches the app only once its whole
 head has arrived, and the listeners are watched only while there is room to
 serve another connection, so a busy worker leaves new clients to its siblings.
 """

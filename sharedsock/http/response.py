@@ -99,10 +99,15 @@ def _check_status(status: object) -> int:
         status.encode("latin-1")
     except UnicodeEncodeError:
         raise ResponseHeadError(f"status must be latin-1: {status!r}") from None
-    if len(_STATUSES) > _CACHE_LIMIT:
-        _STATUSES.clear()
-    code = _STATUSES[status] = int(status[:3])
-    return code
+    return _remember(_STATUSES, status, int(status[:3]))
+
+
+def _remember(cache: dict, key, value):
+    """Store in a cache of validated values, emptied when full: apps send few distinct ones."""
+    if len(cache) > _CACHE_LIMIT:
+        cache.clear()
+    cache[key] = value
+    return value
 
 
 def _check_item(item: object) -> str:
@@ -116,9 +121,7 @@ def _check_item(item: object) -> str:
     if lname is None:
         if not _TOKEN.match(name):
             raise ResponseHeadError(f"invalid header name {name!r}")
-        if len(_NAMES) > _CACHE_LIMIT:
-            _NAMES.clear()
-        lname = _NAMES[name] = name.lower()
+        lname = _remember(_NAMES, name, name.lower())
     if type(value) is not str:
         raise ResponseHeadError(f"header values must be str: {item!r}")
     if _BAD_VALUE.search(value):
@@ -128,10 +131,7 @@ def _check_item(item: object) -> str:
             value.encode("latin-1")
         except UnicodeEncodeError:
             raise ResponseHeadError(f"value of header {name!r} must be latin-1") from None
-    if len(_ITEMS) > _CACHE_LIMIT:
-        _ITEMS.clear()
-    _ITEMS[item] = lname
-    return lname
+    return _remember(_ITEMS, item, lname)
 
 
 def check_start_response(status: object, headers: object) -> ResponsePlan:
