@@ -1182,11 +1182,25 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.servers = _list(args.servers, list(SERVERS), "server", p)
     if args.duration < 1 or args.rounds < 1 or args.warmup < 0:
         p.error("--duration and --rounds must be at least 1, --warmup at least 0")
+    if args.workers is not None and args.workers < 1:
+        p.error("--workers must be at least 1")
     cpus = len(os.sched_getaffinity(0))
-    args.fairness_workers = sorted({int(x) for x in args.fairness_workers.split(",")}) \
+    args.fairness_workers = sorted(set(_counts(args.fairness_workers, "--fairness-workers", 2, p))) \
         if args.fairness_workers else sorted({2, cpus})
-    args.fairness_concurrency = [int(x) for x in args.fairness_concurrency.split(",")]
+    args.fairness_concurrency = _counts(args.fairness_concurrency, "--fairness-concurrency", 1, p)
     return args
+
+
+def _counts(text: str, option: str, least: int, parser) -> list[int]:
+    """Parse a comma-separated count list; fairness needs two workers to compare, so 0 or 1 is an error."""
+    try:
+        counts = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        parser.error(f"{option} takes comma-separated integers, got {text!r}")
+    if not counts or min(counts) < least:
+        skip = " (to skip fairness, leave it out of --scenarios)" if option == "--fairness-workers" else ""
+        parser.error(f"{option} values must be at least {least}, got {text!r}{skip}")
+    return counts
 
 
 def _list(text: str, known: list[str], what: str, parser) -> list[str]:

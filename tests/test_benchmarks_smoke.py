@@ -47,3 +47,19 @@ def test_benchmark_command_runs_end_to_end(tmp_path):
     report = (tmp_path / "latest.md").read_text()
     assert "## Targets" in report and "| hello-keepalive |" in report
     assert "## Machine" in report and "## Commands" in report
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--fairness-workers", "0"], "--fairness-workers values must be at least 2"),
+    (["--fairness-workers", "1,2"], "--fairness-workers values must be at least 2"),
+    (["--fairness-workers", "two"], "--fairness-workers takes comma-separated integers"),
+    (["--fairness-concurrency", "0"], "--fairness-concurrency values must be at least 1"),
+    (["--workers", "0"], "--workers must be at least 1"),
+])
+def test_benchmark_command_rejects_counts_that_cannot_run(args, message):
+    """A count of 0 used to start servers with no workers and wait a minute for each."""
+    proc = subprocess.run([sys.executable, str(RUN), *args, "--setup-only"], cwd=REPO,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    assert message in proc.stderr
+    assert "Traceback" not in proc.stderr
