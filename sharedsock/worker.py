@@ -69,12 +69,14 @@ class Worker:
         self.sel = selectors.DefaultSelector()
         self.conns: dict[int, Connection] = {}  # registered in the selector, by fd
         # The pool's work queue, in arrival order: connections with a complete request, and
-        # now and then a Listener, the turn of clients still in the kernel backlog (see
-        # _on_listener). Idle threads take the next item themselves, without a round trip
-        # through this loop; finished items come back through ``done`` (see _take_done).
+        # now and then a Listener, the token of a turn for clients still in the kernel
+        # backlog (see _on_listener). Idle threads take the next item themselves, without a
+        # round trip through this loop; finished items come back through ``done`` (see
+        # _take_done).
         self.jobs: SimpleQueue = SimpleQueue()
         self.in_pool = 0  # connections handed to the pool and not yet back (loop thread only)
         self.accept_queued = False
+        self.turn: Listener | None = None  # the backlog's turn, until a pool thread claims it
         self.done: deque[tuple[Connection | Listener, int]] = deque()
         self.done_lock = threading.Lock()
         self.threads: list[threading.Thread] = []
@@ -262,17 +264,20 @@ class Worker:
     def _on_listener(self, listener: Listener) -> None:
         """New clients are waiting in the backlog.
 
-        With every thread busy, the backlog queues behind the requests already
-        waiting instead of being ignored until the queue is empty: otherwise
-        keep-alive clients that always have a request ready would starve new
-        ones forever. The thread that takes the turn serves one new client at
-        once and the loop accepts the rest. Inline (one thread), a burst is
-        taken in one go.
+        With every thread busy, the next thread to finish takes the backlog's
+        turn before the queued requests: otherwise keep-alive clients that always
+        have a request ready would starve new ones, and a burst of clients would
+        be let in one per pass through the queue (seconds, with 64 of them). That
+        thread serves one new client at once and the loop accepts as many as
+        there are idle threads. So a busy worker takes new clients as fast as its
+        threads free up, which also splits a burst evenly between busy siblings.
+        Inline (one thread), a burst is taken in one go.
         """
         if self.threads and self.in_pool >= self.config.threads:
             if not self.accept_queued:
                 self.accept_queued = True
-                self.jobs.put(listener)
+                self.turn = listener
+                self.jobs.put(listener)  # the token wakes a thread already waiting for work
                 self._watch_listeners(False)
             return
         self._accept_batch(listener)
@@ -344,9 +349,15 @@ class Worker:
         jobs, done, wake, register = self.jobs, self.done, self._wake_w, self.sel.register
         done_lock = self.done_lock
         while True:
-            item = jobs.get()
-            if item is None:
-                return
+            turn = self.turn
+            if turn is not None and self._claim_turn(turn):
+                item = turn
+            else:
+                item = jobs.get()
+                if item is None:
+                    return
+                if type(item) is not Connection and not self._claim_turn(item):
+                    continue  # a thread took this turn before its token came up
             if type(item) is Connection:
                 conn = item
                 state = conn.serve()
@@ -379,6 +390,14 @@ class Worker:
                 continue
             done.append((conn, state))
             _wake(wake)
+
+    def _claim_turn(self, listener: Listener) -> bool:
+        """Exactly one thread gets each turn: the first to look, or the one its token reaches."""
+        with self.done_lock:
+            if self.turn is not listener:
+                return False
+            self.turn = None
+        return True
 
     def _on_wake(self) -> None:
         try:
@@ -495,6 +514,7 @@ class Worker:
         self.ctx.draining = True
         self._watch_listeners(False)
         self.accept_queued = False
+        self.turn = None
         for listener in self.listeners:
             listener.sock.close()
         # Idle keep-alive connections go now; a fresh one (environ still None) was

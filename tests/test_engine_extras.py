@@ -235,3 +235,55 @@ def test_a_pool_worker_leaves_a_burst_of_keepalive_clients_to_its_siblings(start
     assert len(set(pids)) == 2, f"one worker took every client: {sorted(set(pids))}"
     for sock in socks:
         sock.close()
+
+
+def test_a_busy_pool_worker_lets_a_burst_in_as_fast_as_its_threads_free_up(start_server):
+    """A burst of keep-alive clients is let in one per finished request, not one per pass
+    through the queue of requests from clients already in: with 64 clients and a 10 ms app
+    the last one used to wait seconds. Counted in requests served, not in time."""
+    import threading
+
+    from conftest import ResponseReader
+
+    clients = 16
+    server = start_server(["--bind", "127.0.0.1:0", "--workers", "1", "--threads", "2",
+                           "testapp:app"])
+    lock = threading.Lock()
+    served = [0]
+    served_before_first: list[int] = []
+    connected: list = []
+    stop = threading.Event()
+
+    def client() -> None:
+        with server.connect() as sock:
+            connected.append(sock)
+            reader = ResponseReader(sock)
+            first = True
+            while not stop.is_set():
+                sock.sendall(b"GET /slow?0.02 HTTP/1.1\r\nHost: t\r\n\r\n")
+                status, _, _ = reader.next()
+                assert status == 200
+                with lock:
+                    if first:
+                        served_before_first.append(served[0])
+                        first = False
+                    served[0] += 1
+
+    [pid] = server.booted_pids()
+    os.kill(pid, signal.SIGSTOP)  # the whole burst waits in the backlog
+    threads = [threading.Thread(target=client, daemon=True) for _ in range(clients)]
+    try:
+        for t in threads:
+            t.start()
+        wait_for(lambda: len(connected) == clients, message=f"{clients} clients to connect")
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    try:
+        wait_for(lambda: len(served_before_first) == clients, message="every client's first response")
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(30)
+    # Let in one per finished request: the last waits about `clients` requests. One per
+    # pass through the queue: about clients**2 / 2.
+    assert max(served_before_first) <= 3 * clients, sorted(served_before_first)
