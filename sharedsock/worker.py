@@ -30,6 +30,7 @@ from .appspec import AppSpec, loaded_module_files
 from .config import Config
 from .connection import CLOSED, READY, WAIT, Connection, ServerContext
 from .handoff import send_line
+from .heap import keep_freed_memory
 from .http.parser import Limits
 from .listeners import Listener
 from .logs import AccessLog, format_exception_line, log, reopen_logs
@@ -99,6 +100,7 @@ class Worker:
     def run(self) -> int:
         self.control.setblocking(False)
         _raise_fd_limit(self.config.worker_connections + 64)
+        keep_freed_memory()
         set_process_title(f"sharedsock: worker [{self.config.proc_name or self.app_spec.name}]")
         self._install_signals()
         try:

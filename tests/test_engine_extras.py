@@ -287,3 +287,33 @@ def test_a_busy_pool_worker_lets_a_burst_in_as_fast_as_its_threads_free_up(start
     # Let in one per finished request: the last waits about `clients` requests. One per
     # pass through the queue: about clients**2 / 2.
     assert max(served_before_first) <= 3 * clients, sorted(served_before_first)
+
+
+def _minor_faults(pid: int) -> int:
+    with open(f"/proc/{pid}/stat") as f:
+        return int(f.read().rsplit(")", 1)[1].split()[7])
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/stat") or not os.confstr("CS_GNU_LIBC_VERSION"),
+                    reason="needs Linux /proc and glibc")
+@pytest.mark.parametrize("env, reused", [({}, True),
+                                         ({"MALLOC_TRIM_THRESHOLD_": "131072",
+                                           "MALLOC_MMAP_THRESHOLD_": "131072"}, False)])
+def test_workers_reuse_the_memory_a_request_freed(start_server, env, reused):
+    """A 1 MiB body built per request is not faulted in page by page again on every
+    request, unless the environment tells glibc otherwise."""
+    server = start_server(["--bind", "127.0.0.1:0", "--workers", "1", "testapp:app"], env=env)
+    [pid] = server.booted_pids()
+    for _ in range(3):  # warm up: the first requests grow the heap
+        assert http_get(server, "/alloc?1048576")[0] == 200
+    before = _minor_faults(pid)
+    requests = 20
+    for _ in range(requests):
+        status, _, body = http_get(server, "/alloc?1048576")
+        assert status == 200 and len(body) == 1048576
+    per_request = (_minor_faults(pid) - before) / requests
+    pages = 1048576 // os.sysconf("SC_PAGE_SIZE")
+    if reused:
+        assert per_request < pages / 8, per_request
+    else:
+        assert per_request > pages / 2, per_request

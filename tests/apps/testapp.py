@@ -18,6 +18,11 @@ def app(environ, start_response):
         os._exit(13)
     elif path == "/error":
         raise RuntimeError("boom from the test app")
+    elif path == "/alloc":  # a large buffer built per request, as a rendered page or JSON is
+        size = int(environ.get("QUERY_STRING") or "1048576")
+        body = b"x" * size
+        start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(size))])
+        return [body]
     body = f"pid={os.getpid()} path={path} thread={threading.current_thread().name}\n".encode()
     start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
     return [body]
