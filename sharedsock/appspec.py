@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ast
 import importlib
+import os
 import sys
 import sysconfig
 from dataclasses import dataclass, field
@@ -168,3 +169,20 @@ def loaded_module_files() -> list[str]:
         if path and isinstance(path, str):
             files.append(path)
     return files
+
+
+def file_stamps(paths: list[str]) -> dict[str, float]:
+    """Each file's mtime as this process sees it now (-1 if it is gone).
+
+    A worker sends these with its file list, so ``--reload`` compares later
+    edits with what the worker loaded, not with what the files looked like
+    when the master got round to reading the list: an edit in between would
+    otherwise become the baseline and never trigger a reload.
+    """
+    stamps = {}
+    for path in paths:
+        try:
+            stamps[path] = os.stat(path).st_mtime
+        except OSError:
+            stamps[path] = -1.0
+    return stamps

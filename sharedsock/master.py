@@ -16,6 +16,7 @@ import selectors
 import signal
 import threading
 import time
+from typing import Any
 from collections import deque
 
 from . import __version__
@@ -257,17 +258,16 @@ class Master:
             elif kind == "retire":
                 w.leaving = True
             elif kind == "files":
-                for path in _json_list(payload):
-                    self._watch(path)
+                for path, mtime in _stamps(_json(payload)).items():
+                    self._watch(path, mtime)
             elif kind == "loaderror":
-                try:
-                    data = json.loads(payload)
-                except ValueError:
+                data = _json(payload)
+                if not isinstance(data, dict):
                     data = {}
                 w.load_error = data.get("reason") or "the app failed to load"
                 if self.config.reload:
-                    for path in data.get("files", []):
-                        self._watch(path)
+                    for path, mtime in _stamps(data.get("files")).items():
+                        self._watch(path, mtime)
         if eof:
             self.sel.unregister(w.control)
 
@@ -420,8 +420,12 @@ class Master:
 
     # -- --reload --------------------------------------------------------------
 
-    def _watch(self, path: str) -> None:
+    def _watch(self, path: str, mtime: float | None = None) -> None:
+        """Watch ``path`` from ``mtime``, what its worker saw (see appspec.file_stamps), or from now."""
         if path in self.watched or path.startswith(self._ignored_prefixes):
+            return
+        if mtime is not None:
+            self.watched[path] = mtime
             return
         try:
             self.watched[path] = os.stat(path).st_mtime
@@ -443,9 +447,18 @@ class Master:
             self._reload(f"{changed[0]} changed{more}")
 
 
-def _json_list(payload: str) -> list[str]:
+def _json(payload: str) -> Any:
     try:
-        data = json.loads(payload)
+        return json.loads(payload)
     except ValueError:
-        return []
-    return [p for p in data if isinstance(p, str)] if isinstance(data, list) else []
+        return None
+
+
+def _stamps(data: Any) -> dict[str, float | None]:
+    """A worker's ``{path: mtime}``; a bare list of paths (mtime unknown) is accepted too."""
+    if isinstance(data, dict):
+        return {p: float(m) for p, m in data.items()
+                if isinstance(p, str) and isinstance(m, (int, float)) and not isinstance(m, bool)}
+    if isinstance(data, list):
+        return {p: None for p in data if isinstance(p, str)}
+    return {}

@@ -26,7 +26,7 @@ import traceback
 from collections import deque
 from queue import SimpleQueue
 
-from .appspec import AppSpec, loaded_module_files
+from .appspec import AppSpec, file_stamps, loaded_module_files
 from .config import Config
 from .connection import CLOSED, READY, WAIT, Connection, ServerContext
 from .handoff import send_line
@@ -166,7 +166,7 @@ class Worker:
         while tb is not None:
             files.append(tb.tb_frame.f_code.co_filename)
             tb = tb.tb_next
-        send_line(self.control, "loaderror", {"reason": reason, "files": sorted(set(files))},
+        send_line(self.control, "loaderror", {"reason": reason, "files": file_stamps(sorted(set(files)))},
                   reliable=True)
 
     def _report_modules(self) -> None:
@@ -175,7 +175,7 @@ class Worker:
         count = len(sys.modules)
         if count != self.reported_modules:
             self.reported_modules = count
-            send_line(self.control, "files", loaded_module_files(), reliable=True)
+            send_line(self.control, "files", file_stamps(loaded_module_files()), reliable=True)
 
     # -- signals -----------------------------------------------------------
 

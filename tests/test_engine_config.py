@@ -236,6 +236,39 @@ def test_reload_picks_up_changes_and_survives_broken_file(start_server, tmp_path
     assert server.stop() == 0
 
 
+def test_reload_sees_an_edit_made_before_the_master_read_the_file_list(start_server, tmp_path):
+    """The master may read a worker's list of loaded files late (here: it is stopped). An
+    edit made in between must still count as a change from what the worker loaded."""
+    marker, go = tmp_path / "importing", tmp_path / "go"
+    module = tmp_path / "reloadrace.py"
+    module.write_text(textwrap.dedent(f"""
+        import os, time
+        open({str(marker)!r}, "w").close()
+        while not os.path.exists({str(go)!r}):  # held here until the master is stopped
+            time.sleep(0.01)
+
+        def app(environ, start_response):
+            start_response("200 OK", [("Content-Type", "text/plain")])
+            return [b"version one"]
+    """))
+    server = start_server(["--bind", "127.0.0.1:0", "--reload", "reloadrace:app"], cwd=tmp_path,
+                          wait=False, env={"PYTHONDONTWRITEBYTECODE": "1"})
+    server.url = server.wait_log(r"Listening at: (\S+)")[0].group(1)
+    wait_for(marker.exists, message="the worker to import the app")
+    server.send(signal.SIGSTOP)  # the master, not its worker
+    try:
+        go.touch()
+        # Served means the worker has sent its file list, before it started serving.
+        wait_for(lambda: http_get(server, "/")[2] == b"version one", message="version one")
+        module.write_text(module.read_text().replace("version one", "version two"))
+        stat = module.stat()
+        os.utime(module, (stat.st_atime, stat.st_mtime + 2))  # coarse mtime clocks
+    finally:
+        server.send(signal.SIGCONT)
+    wait_for(lambda: http_get(server, "/")[2] == b"version two", message="reload to version two")
+    assert server.stop() == 0
+
+
 def test_reload_waits_for_fix_when_app_never_loaded(start_server, tmp_path):
     module = tmp_path / "starts_broken.py"
     module.write_text("def app(environ, start_response:\n")
