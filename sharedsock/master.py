@@ -283,6 +283,14 @@ class Master:
                 continue
             self.workers.remove(w)
             try:
+                self.sel.get_key(w.control)
+            except (KeyError, ValueError):
+                pass
+            else:
+                # Its last words (a load error, say) may still be unread when the exit is
+                # noticed first: read them before judging the exit.
+                self._read_worker(w)
+            try:
                 self.sel.unregister(w.control)
             except (KeyError, ValueError):
                 pass
