@@ -16,8 +16,8 @@ import selectors
 import signal
 import threading
 import time
-from typing import Any
 from collections import deque
+from typing import Any
 
 from . import __version__
 from .appspec import AppSpec, library_prefixes

@@ -166,8 +166,8 @@ class Worker:
         while tb is not None:
             files.append(tb.tb_frame.f_code.co_filename)
             tb = tb.tb_next
-        send_line(self.control, "loaderror", {"reason": reason, "files": file_stamps(sorted(set(files)))},
-                  reliable=True)
+        send_line(self.control, "loaderror",
+                  {"reason": reason, "files": file_stamps(sorted(set(files)))}, reliable=True)
 
     def _report_modules(self) -> None:
         if not self.config.reload:
