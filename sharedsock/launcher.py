@@ -17,6 +17,12 @@ from .handoff import LineReader, control_pair, send_boot
 from .listeners import Listener
 from .logs import log
 
+# What the master catches. A forked child runs the master's handlers until the worker
+# installs its own: these are held (blocked) across fork() so one sent in between, say the
+# SIGTERM of a shutdown, waits for the worker's handler instead of being lost.
+MASTER_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGHUP, signal.SIGTTIN,
+                  signal.SIGTTOU, signal.SIGUSR1, signal.SIGCHLD)
+
 _SPAWN_BOOT = (
     "import json, os, sys; "
     "sys.path[:] = json.loads(os.environ.pop('SHAREDSOCK_SYS_PATH')); "
@@ -67,10 +73,12 @@ def start_worker(config: Config, spec: AppSpec, listeners: list[Listener], gener
     """Start one worker; ``keep_out`` are master-only fds a forked child must close."""
     master_end, worker_end = control_pair()
     if config.start_method == "fork":
+        held = signal.pthread_sigmask(signal.SIG_BLOCK, MASTER_SIGNALS)
         pid = os.fork()
         if pid == 0:
             master_end.close()
             _run_forked(config, spec, listeners, worker_end, generation, index, keep_out)
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)
         popen = None
     else:
         env = dict(os.environ)

@@ -23,13 +23,11 @@ from . import __version__
 from .appspec import AppSpec, library_prefixes
 from .config import Config
 from .errors import AppLoadError, ConfigError
-from .launcher import WorkerProcess, start_worker
+from .launcher import MASTER_SIGNALS, WorkerProcess, start_worker
 from .listeners import Listener, close_listeners, open_listeners
 from .logs import format_exception_line, log, reopen_logs
 from .worker import EXIT_APP_LOAD_FAILED, EXIT_BOOT_FAILED, EXIT_TIMED_OUT, set_process_title
 
-HANDLED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGHUP, signal.SIGTTIN,
-                   signal.SIGTTOU, signal.SIGUSR1, signal.SIGCHLD)
 TICK = 0.25
 ABORT_GRACE = 5.0  # after SIGABRT, how long a stuck worker gets to dump its stacks
 WATCH_EVERY = 1.0
@@ -115,7 +113,7 @@ class Master:
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
         self.sel.register(self._wake_r, selectors.EVENT_READ, _WAKE)
-        for sig in HANDLED_SIGNALS:
+        for sig in MASTER_SIGNALS:
             self._old_handlers[sig] = signal.signal(sig, self._on_signal)
         self._old_wakeup_fd = signal.set_wakeup_fd(self._wake_w, warn_on_full_buffer=False)
 

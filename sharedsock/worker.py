@@ -98,11 +98,11 @@ class Worker:
     # -- start -------------------------------------------------------------
 
     def run(self) -> int:
+        self._install_signals()
         self.control.setblocking(False)
         _raise_fd_limit(self.config.worker_connections + 64)
         keep_freed_memory()
         set_process_title(f"sharedsock: worker [{self.config.proc_name or self.app_spec.name}]")
-        self._install_signals()
         try:
             app = self.app_spec.load()
         except KeyboardInterrupt:
@@ -180,14 +180,18 @@ class Worker:
     # -- signals -----------------------------------------------------------
 
     def _install_signals(self) -> None:
-        for sig in (signal.SIGINT, signal.SIGHUP, signal.SIGTTIN, signal.SIGTTOU):
-            signal.signal(sig, signal.SIG_IGN)  # the master decides; Ctrl-C reaches it too
-        signal.signal(signal.SIGTERM, self._on_term)
-        signal.signal(signal.SIGQUIT, self._on_quit)
-        signal.signal(signal.SIGUSR1, self._on_usr1)
-        signal.signal(signal.SIGABRT, self._on_abort)
-        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        # The master decides on these; Ctrl-C reaches it too.
+        handlers = {sig: signal.SIG_IGN for sig in (signal.SIGINT, signal.SIGHUP, signal.SIGTTIN,
+                                                      signal.SIGTTOU)}
+        handlers.update({signal.SIGTERM: self._on_term, signal.SIGQUIT: self._on_quit,
+                         signal.SIGUSR1: self._on_usr1, signal.SIGABRT: self._on_abort,
+                         signal.SIGCHLD: signal.SIG_DFL})
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
         signal.set_wakeup_fd(self._wake_w, warn_on_full_buffer=False)
+        # A forked worker starts with the master's signals held (see launcher.MASTER_SIGNALS):
+        # one that arrived since fork() reaches the handlers above now.
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, handlers)
 
     def _on_term(self, signum, frame) -> None:
         self.draining = True
