@@ -31,6 +31,7 @@ from .worker import EXIT_APP_LOAD_FAILED, EXIT_BOOT_FAILED, EXIT_TIMED_OUT, set_
 TICK = 0.25
 ABORT_GRACE = 5.0  # after SIGABRT, how long a stuck worker gets to dump its stacks
 WATCH_EVERY = 1.0
+SETTLE = 0.25  # --reload: a change counts once the files stop changing for this long
 _WAKE = object()
 
 
@@ -56,6 +57,7 @@ class Master:
         self.ever_ready = False
         self.watched: dict[str, float] = {}
         self.next_watch = 0.0
+        self.settling: list[str] = []  # changed files not yet reloaded for
         self._ignored_prefixes = library_prefixes()
         self._old_handlers: dict[int, object] = {}
         self._old_wakeup_fd = -1
@@ -175,8 +177,8 @@ class Master:
                 self._begin_stop(quick=True)
                 continue
             if self.config.reload and now >= self.next_watch:
-                self.next_watch = now + WATCH_EVERY
                 self._check_files()
+                self.next_watch = now + (SETTLE if self.settling else WATCH_EVERY)
             self._maintain(now)
 
     def _handle_signal(self, signum: int) -> None:
@@ -439,6 +441,8 @@ class Master:
             self.watched[path] = -1.0
 
     def _check_files(self) -> None:
+        """Reload once changed files have held still for SETTLE: an editor or a copy that
+        writes in steps would otherwise start workers on a half-written file."""
         changed = []
         for path, seen in list(self.watched.items()):
             try:
@@ -449,8 +453,12 @@ class Master:
                 self.watched[path] = mtime
                 changed.append(path)
         if changed:
-            more = f" (and {len(changed) - 1} more)" if len(changed) > 1 else ""
-            self._reload(f"{changed[0]} changed{more}")
+            self.settling.extend(p for p in changed if p not in self.settling)
+        elif self.settling:
+            first, count = self.settling[0], len(self.settling)
+            self.settling = []
+            more = f" (and {count - 1} more)" if count > 1 else ""
+            self._reload(f"{first} changed{more}")
 
 
 def _json(payload: str) -> Any:
