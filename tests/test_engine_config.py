@@ -223,6 +223,9 @@ def test_reload_picks_up_changes_and_survives_broken_file(start_server, tmp_path
             return [b"version two"]
     """)
     wait_for(lambda: http_get(server, "/")[2] == b"version two", message="reload to version two")
+    # Generation 1 serves until all of generation 2 is up: only then is "version two" the
+    # answer the old generation keeps giving below.
+    server.wait_log(r"worker \d+ \(generation 1\) exited", count=2)
     write("def app(environ, start_response:\n")  # syntax error
     server.wait_log("waiting for a file change|reload failed")
     assert "SyntaxError" in server.log()
