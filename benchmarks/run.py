@@ -1192,13 +1192,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def _counts(text: str, option: str, least: int, parser) -> list[int]:
-    """Parse a comma-separated count list; fairness needs two workers to compare, so 0 or 1 is an error."""
+    """Parse a comma-separated count list. Fairness compares workers, so it needs 2 or more."""
     try:
         counts = [int(x) for x in text.split(",") if x.strip()]
     except ValueError:
         parser.error(f"{option} takes comma-separated integers, got {text!r}")
     if not counts or min(counts) < least:
-        skip = " (to skip fairness, leave it out of --scenarios)" if option == "--fairness-workers" else ""
+        skip = (" (to skip fairness, leave it out of --scenarios)"
+                if option == "--fairness-workers" else "")
         parser.error(f"{option} values must be at least {least}, got {text!r}{skip}")
     return counts
 

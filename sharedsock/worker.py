@@ -4,9 +4,10 @@ One selector watches the listeners, the master's channel, a wake-up pipe
 (signals, and pool jobs that closed or took the backlog's turn) and every
 connection that is idle or still sending its request head; pool threads put
 kept-alive connections back in it themselves. Requests run inline with
-``--threads 1`` and on a pool otherwise; either way a connection reaches the app only once its whole
-head has arrived, and the listeners are watched only while there is room to
-serve another connection, so a busy worker leaves new clients to its siblings.
+``--threads 1`` and on a pool otherwise; either way a connection reaches the
+app only once its whole head has arrived. The listeners are watched only while
+there is room to serve another connection, so a busy worker leaves new clients
+to its siblings; a pool's next free thread takes the backlog's turn first.
 """
 
 from __future__ import annotations
