@@ -65,7 +65,8 @@ class ServerContext:
 class Connection:
     __slots__ = ("sock", "fd", "ctx", "parser", "events", "base", "remote_addr", "remote_port",
                  "deadline", "trusted_peer", "response_started", "closed", "environ", "prefetching",
-                 "prefetched", "prefetch_cap", "lingering", "linger_left", "nodelay", "answered")
+                 "prefetched", "prefetch_cap", "lingering", "linger_left", "nodelay", "answered",
+                 "idle_since")
 
     def __init__(self, sock: socket.socket, peer: Any, base: dict, ctx: ServerContext,
                  is_unix: bool) -> None:
@@ -94,6 +95,7 @@ class Connection:
         self.prefetch_cap = 0.0
         self.lingering = False
         self.linger_left = 0
+        self.idle_since = 0.0  # when the last response ended; 0 before the first
 
     # -- selector side -----------------------------------------------------
 
@@ -164,6 +166,25 @@ class Connection:
     def is_idle(self) -> bool:
         return self.lingering or (not self.parser.in_head and not self.events)
 
+    @property
+    def between_requests(self) -> bool:
+        """Kept alive after a response, with nothing of a next request seen yet."""
+        return (self.environ is not None and not self.lingering and not self.parser.in_head
+                and not self.events)
+
+    def close_if_quiet(self) -> int:
+        """Draining: close a kept-alive connection unless its client has just sent something.
+
+        The client may have sent its next request already; it can sit unread in
+        the kernel's buffer, where closing would answer it with a reset. Read
+        first: a request found is served (with ``Connection: close``) instead.
+        """
+        state = self.on_readable()
+        if state != WAIT or not self.between_requests:
+            return state
+        self.close()
+        return CLOSED
+
     # -- serving -----------------------------------------------------------
 
     def serve(self) -> int:
@@ -184,11 +205,10 @@ class Connection:
             log.exception("internal error while serving a connection")
             self.close()
             return CLOSED
-        if self.ctx.draining and not self.parser.in_head:
-            self.close()
-            return CLOSED
-        self.deadline = time.monotonic() + (
-            self.ctx.header_timeout if self.parser.in_head else self.ctx.keepalive)
+        # Even when draining, a connection kept alive stays open: its client may be sending
+        # the next request now. The worker closes it once it is quiet (close_if_quiet).
+        now = self.idle_since = time.monotonic()
+        self.deadline = now + (self.ctx.header_timeout if self.parser.in_head else self.ctx.keepalive)
         return WAIT
 
     def _end(self, linger: bool) -> int:
@@ -200,7 +220,7 @@ class Connection:
         """
         if self.closed:
             return CLOSED
-        if not linger or self.ctx.draining:
+        if not linger:
             self.close()
             return CLOSED
         try:

@@ -17,11 +17,16 @@ from .handoff import LineReader, control_pair, send_boot
 from .listeners import Listener
 from .logs import log
 
+# Signals a person or a process manager may send that sharedsock has no use for (yet): by
+# default most of them end a process, and a master that dies takes the port down with it.
+UNUSED_SIGNALS = (signal.SIGUSR2, signal.SIGWINCH, signal.SIGALRM, signal.SIGVTALRM,
+                  signal.SIGPROF, signal.SIGIO, signal.SIGPWR)
+
 # What the master catches. A forked child runs the master's handlers until the worker
 # installs its own: these are held (blocked) across fork() so one sent in between, say the
 # SIGTERM of a shutdown, waits for the worker's handler instead of being lost.
 MASTER_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGHUP, signal.SIGTTIN,
-                  signal.SIGTTOU, signal.SIGUSR1, signal.SIGCHLD)
+                  signal.SIGTTOU, signal.SIGUSR1, signal.SIGCHLD, *UNUSED_SIGNALS)
 
 _SPAWN_BOOT = (
     "import json, os, sys; "
@@ -42,6 +47,7 @@ class WorkerProcess:
     started: float
     popen: subprocess.Popen | None = None
     ready: bool = False
+    ready_at: float = 0.0
     last_beat: float = 0.0
     oldest_request: float = 0.0
     leaving: bool = False  # asked to be replaced (max-requests) or surplus
@@ -55,6 +61,13 @@ class WorkerProcess:
         try:
             os.kill(self.pid, signum)
         except ProcessLookupError:
+            pass
+
+    def tell(self, message: str) -> None:
+        """A line on the control channel; the worker reads it when it next looks."""
+        try:
+            self.control.send(message.encode() + b"\n")
+        except OSError:
             pass
 
     def terminate(self) -> None:

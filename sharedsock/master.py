@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import gc
 import json
+import logging
 import os
 import selectors
 import signal
@@ -23,7 +24,7 @@ from . import __version__
 from .appspec import AppSpec, library_prefixes
 from .config import Config
 from .errors import AppLoadError, ConfigError
-from .launcher import MASTER_SIGNALS, WorkerProcess, start_worker
+from .launcher import MASTER_SIGNALS, UNUSED_SIGNALS, WorkerProcess, start_worker
 from .listeners import Listener, close_listeners, open_listeners
 from .logs import format_exception_line, log, reopen_logs
 from .worker import EXIT_APP_LOAD_FAILED, EXIT_BOOT_FAILED, EXIT_TIMED_OUT, set_process_title
@@ -32,6 +33,12 @@ TICK = 0.25
 ABORT_GRACE = 5.0  # after SIGABRT, how long a stuck worker gets to dump its stacks
 WATCH_EVERY = 1.0
 SETTLE = 0.25  # --reload: a change counts once the files stop changing for this long
+# A worker that dies this soon after it booted is part of a crash loop: restarts wait
+# BACKOFF_FIRST, doubling up to BACKOFF_MAX, until a worker stays up this long.
+CRASH_WINDOW = 5.0
+BACKOFF_FIRST = 0.1
+BACKOFF_MAX = 10.0
+CRASH_REMINDER = 60.0
 _WAKE = object()
 
 
@@ -55,6 +62,9 @@ class Master:
         self.boot_failures = 0
         self.next_spawn = 0.0
         self.ever_ready = False
+        self.quick_crashes = 0  # workers in a row that died within CRASH_WINDOW of booting
+        self.crash_reminder = 0.0
+        self.last_crash = 0.0
         self.watched: dict[str, float] = {}
         self.next_watch = 0.0
         self.settling: list[str] = []  # changed files not yet reloaded for
@@ -118,6 +128,8 @@ class Master:
         for sig in MASTER_SIGNALS:
             self._old_handlers[sig] = signal.signal(sig, self._on_signal)
         self._old_wakeup_fd = signal.set_wakeup_fd(self._wake_w, warn_on_full_buffer=False)
+        # Python ignores SIGPIPE already; say so, in case an embedding program changed it.
+        self._old_handlers[signal.SIGPIPE] = signal.signal(signal.SIGPIPE, signal.SIG_IGN)
 
     def _on_signal(self, signum, frame) -> None:
         self.signals.append(signum)
@@ -168,6 +180,7 @@ class Master:
             self._reap()
             now = time.monotonic()
             self._enforce_deadlines(now)
+            self._check_stable(now)
             if self.stopping or self.quick_stop:
                 if not self.workers:
                     return
@@ -210,9 +223,24 @@ class Master:
             reopen_logs(None)
             for w in self.workers:
                 w.signal(signal.SIGUSR1)
+            log.info("SIGUSR1: log files reopened")
+        elif signum in UNUSED_SIGNALS:
+            level = logging.DEBUG if signum == signal.SIGWINCH else logging.INFO  # every terminal resize
+            log.log(level, "%s: ignored (sharedsock has no use for it)", signal.Signals(signum).name)
 
     def _begin_stop(self, quick: bool) -> None:
         now = time.monotonic()
+        if not quick:
+            # New clients now wait in their handshake instead of joining the queue; the
+            # workers take the queued ones before they close their copies (see worker
+            # _take_backlog). Closing the last copy with clients queued would reset them.
+            for listener in self.listeners:
+                try:
+                    listener.sock.listen(0)
+                except OSError:
+                    pass
+            for w in self.workers:
+                w.tell("stop")
         close_listeners(self.listeners)  # workers close their copies as they drain
         if quick:
             self.quick_stop = True
@@ -251,7 +279,7 @@ class Master:
                     pass
             elif kind == "ready":
                 w.ready = True
-                w.last_beat = now
+                w.ready_at = w.last_beat = now
                 self.ever_ready = True
                 self.boot_failures = 0
                 log.info("Booted worker %d (generation %d)", w.pid, w.generation)
@@ -321,9 +349,41 @@ class Master:
             log.error("worker %d (generation %d) timed out and was replaced", w.pid, w.generation)
             return
         if w.ready:
-            log.error("worker %d (generation %d) died: %s; replacing it", w.pid, w.generation, how)
+            self._crashed(w, how)
             return
         self._boot_failed(w, code, how)
+
+    def _crashed(self, w: WorkerProcess, how: str) -> None:
+        """A serving worker died. One that dies soon after booting, again and again, is
+        restarted with a growing delay, and the loop is logged once, not per boot."""
+        now = time.monotonic()
+        if now - w.ready_at >= CRASH_WINDOW:
+            self.quick_crashes = 0
+        self.quick_crashes += 1
+        if self.quick_crashes == 1:
+            log.error("worker %d (generation %d) died: %s; replacing it", w.pid, w.generation, how)
+            delay = 0.0
+        else:
+            delay = min(BACKOFF_MAX, BACKOFF_FIRST * 2 ** (self.quick_crashes - 2))
+            if self.quick_crashes == 2:
+                log.error("workers keep dying soon after they boot (worker %d: %s); restarting "
+                          "them with a growing delay, up to %gs", w.pid, how, BACKOFF_MAX)
+                self.crash_reminder = now + CRASH_REMINDER
+            elif now >= self.crash_reminder:
+                log.error("workers still die soon after they boot: %d in a row (worker %d: %s)",
+                          self.quick_crashes, w.pid, how)
+                self.crash_reminder = now + CRASH_REMINDER
+            log.debug("worker %d died %.1fs after booting: %s; next start in %.1fs", w.pid,
+                      now - w.ready_at, how, delay)
+        self.last_crash = now
+        self.next_spawn = max(self.next_spawn, now + delay)
+
+    def _check_stable(self, now: float) -> None:
+        if self.quick_crashes and any(w.ready and w.started > self.last_crash
+                                      and now - w.ready_at >= CRASH_WINDOW for w in self.workers):
+            if self.quick_crashes > 1:
+                log.info("workers stay up again after %d quick exits", self.quick_crashes)
+            self.quick_crashes = 0
 
     def _boot_failed(self, w: WorkerProcess, code: int, how: str) -> None:
         reason = w.load_error or (

@@ -32,6 +32,7 @@ from .config import Config
 from .connection import CLOSED, READY, WAIT, Connection, ServerContext
 from .handoff import send_line
 from .heap import keep_freed_memory
+from .launcher import UNUSED_SIGNALS
 from .http.parser import Limits
 from .listeners import Listener
 from .logs import AccessLog, format_exception_line, log, reopen_logs
@@ -48,6 +49,8 @@ REARMED = 3  # in ``done``: a pool thread put the kept-alive connection back in 
 ADOPTED = 4  # in ``done``: the thread that took the backlog's turn accepted a client to serve
 _CONTROL = object()
 ACCEPT_BATCH = 64  # inline mode: connections taken per wake-up, so a burst is not accepted one per round
+DRAIN_QUIET = 1.0  # draining: a kept-alive connection quiet this long is closed (capped by --keepalive)
+DRAIN_SWEEP = 0.1
 
 
 def set_process_title(title: str) -> None:
@@ -86,9 +89,13 @@ class Worker:
         self.draining = False
         self.drain_deadline = 0.0
         self.retire_sent = False
+        self.server_stopping = False  # the master said the whole server stops (not a reload)
+        self.control_open = True
         self.listening = False
         self.reported_modules = 0
         self.accept_paused_until = 0.0
+        self.beat_every = 1.0
+        self.next_beat = 0.0
         jitter = config.max_requests_jitter
         self.max_requests = config.max_requests + (random.randint(0, jitter) if jitter else 0) \
             if config.max_requests else 0
@@ -183,7 +190,7 @@ class Worker:
     def _install_signals(self) -> None:
         # The master decides on these; Ctrl-C reaches it too.
         handlers = {sig: signal.SIG_IGN for sig in (signal.SIGINT, signal.SIGHUP, signal.SIGTTIN,
-                                                      signal.SIGTTOU)}
+                                                      signal.SIGTTOU, *UNUSED_SIGNALS)}
         handlers.update({signal.SIGTERM: self._on_term, signal.SIGQUIT: self._on_quit,
                          signal.SIGUSR1: self._on_usr1, signal.SIGABRT: self._on_abort,
                          signal.SIGCHLD: signal.SIG_DFL})
@@ -226,30 +233,29 @@ class Worker:
     def _loop(self) -> None:
         config = self.config
         beat_every = min(1.0, config.timeout / 4) if config.timeout else 1.0
-        beat_every = max(beat_every, 0.05)
+        self.beat_every = max(beat_every, 0.05)
         sweep_every = max(0.05, min(1.0, config.keepalive / 2 or 1.0, config.header_timeout / 2))
-        next_beat = next_sweep = 0.0
+        next_sweep = 0.0
         select = self.sel.select
         conns = self.conns
         while True:
             now = time.monotonic()
-            if now >= next_beat:
-                oldest = self.ctx.oldest_request_start()
-                send_line(self.control, "hb", oldest)
-                next_beat = now + beat_every
-                self._report_modules()
+            if now >= self.next_beat:
+                self._beat(now)
+            if self.draining:
+                if not self.drain_deadline:
+                    self._begin_drain(now)
+                    sweep_every = min(sweep_every, DRAIN_SWEEP)
+                    next_sweep = now
+                if (not conns and not self.in_pool) or now >= self.drain_deadline:
+                    return
             if now >= next_sweep:
                 self._sweep(now)
                 next_sweep = now + sweep_every
                 if self.accept_paused_until and now >= self.accept_paused_until:
                     self.accept_paused_until = 0.0
                     self._update_listening()
-            if self.draining:
-                if not self.drain_deadline:
-                    self._begin_drain(now)
-                if (not conns and not self.in_pool) or now >= self.drain_deadline:
-                    return
-            timeout = max(0.0, min(next_beat, next_sweep) - time.monotonic())
+            timeout = max(0.0, min(self.next_beat, next_sweep) - time.monotonic())
             ready = select(timeout)
             if self.done:
                 self._take_done()
@@ -267,6 +273,13 @@ class Worker:
                     self._on_control()
                 else:
                     self._on_listener(data)
+
+    def _beat(self, now: float) -> None:
+        """Tell the master we make progress, with the start of the oldest request in flight
+        (so a request hung on a pool thread is seen even while this loop turns)."""
+        send_line(self.control, "hb", self.ctx.oldest_request_start())
+        self.next_beat = now + self.beat_every
+        self._report_modules()
 
     def _on_listener(self, listener: Listener) -> None:
         """New clients are waiting in the backlog.
@@ -295,7 +308,8 @@ class Worker:
         took a whole burst would leave its siblings idle for the life of those clients."""
         limit = self.config.threads - self.in_pool if self.threads else ACCEPT_BATCH
         for _ in range(limit):
-            if not self._accept(listener) or not self.listening:
+            # A SIGTERM that came while an inline request ran stops the batch here.
+            if self.draining or not self._accept(listener) or not self.listening:
                 return
 
     def _open(self, listener: Listener) -> Connection | None:
@@ -439,8 +453,6 @@ class Worker:
             if state == REARMED:
                 if not item.closed:  # closed: its fd may be a new connection's already
                     self.conns[item.fd] = item
-                    if self.draining and item.is_idle:
-                        self._forget(item)
             elif state == WAIT and not item.closed:
                 self.conns[item.fd] = item
                 self.sel.register(item.fd, selectors.EVENT_READ, item)
@@ -448,18 +460,26 @@ class Worker:
         self._update_listening()
 
     def _on_control(self) -> None:
+        if not self.control_open:
+            return
         try:
             data = self.control.recv(4096)
         except BlockingIOError:
             return
         except OSError:
             data = b""
+        if b"stop\n" in data:
+            self.server_stopping = True
         if not data:  # the master is gone: finish what we have and leave
             log.warning("worker %d lost its master; draining", self.pid)
             self.sel.unregister(self.control)
+            self.control_open = False
             self.draining = True
 
     def _after_request(self) -> None:
+        now = time.monotonic()
+        if now >= self.next_beat:  # inline, a batch of requests may keep the loop from turning
+            self._beat(now)
         if self.max_requests and not self.retire_sent and self.ctx.requests_served >= self.max_requests:
             self.retire_sent = True
             log.info("worker %d served %d requests; asking to be replaced", self.pid,
@@ -470,6 +490,24 @@ class Worker:
         for conn in [c for c in self.conns.values() if c.deadline <= now]:
             self._unregister(conn)
             conn.expire()
+        if self.draining:
+            self._close_quiet(now)
+
+    def _close_quiet(self, now: float) -> None:
+        """Draining: each kept-alive connection is closed once it has been quiet for a moment.
+
+        A client that keeps its connection busy sends its next request within that
+        moment and gets it answered with ``Connection: close``; closing at once would
+        reset requests already on their way (or in the kernel's buffer).
+        """
+        quiet = min(DRAIN_QUIET, self.config.keepalive)
+        for conn in [c for c in self.conns.values()
+                     if c.between_requests and now - c.idle_since >= quiet]:
+            state = conn.close_if_quiet()
+            if state == CLOSED:
+                self._forget(conn)
+            elif state == READY:
+                self._dispatch(conn)
 
     def _unregister(self, conn: Connection) -> None:
         fd = conn.fd
@@ -522,13 +560,37 @@ class Worker:
         self._watch_listeners(False)
         self.accept_queued = False
         self.turn = None
+        self._on_control()  # the master says "stop" before it sends SIGTERM
+        if self.server_stopping:
+            self._take_backlog()
         for listener in self.listeners:
             listener.sock.close()
-        # Idle keep-alive connections go now; a fresh one (environ still None) was
-        # accepted for a request that is on its way and gets served first.
-        for conn in [c for c in self.conns.values() if c.is_idle and c.environ is not None]:
-            self._forget(conn)
+        # A fresh connection (environ still None) was accepted for a request on its way and
+        # is served; kept-alive ones are closed as they fall quiet (see _close_quiet).
         log.debug("worker %d draining %d connection(s)", self.pid, len(self.conns) + self.in_pool)
+
+    def _take_backlog(self) -> None:
+        """The server stops: clients already queued in the kernel reached it and must be served.
+
+        The master has cut the listeners' backlog to nothing, so new clients wait in
+        their handshake (and are refused once the last listener closes) while this
+        worker and its siblings take the queued ones. Closing a listener with clients
+        still queued would reset them.
+        """
+        room = self.config.worker_connections - len(self.conns) - self.in_pool
+        for listener in self.listeners:
+            # Only those queued now: taken first and served after, so a stream of new
+            # clients cannot keep a draining worker accepting.
+            while room > 0:
+                try:
+                    conn = self._open(listener)
+                except OSError:
+                    break
+                if conn is None:
+                    break
+                room -= 1
+                self.conns[conn.fd] = conn
+                self.sel.register(conn.fd, selectors.EVENT_READ, conn)
 
     def _shutdown(self) -> None:
         for conn in list(self.conns.values()):
