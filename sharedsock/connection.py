@@ -199,7 +199,7 @@ class Connection:
                     if not keep:
                         return self._end(linger)
                 elif kind == ERROR:
-                    self._refuse(payload)
+                    self._refuse(payload, log_access=True)
                     return self._end(True)
         except Exception:  # a bug of ours must cost one connection, never the worker
             log.exception("internal error while serving a connection")
@@ -234,9 +234,16 @@ class Connection:
         self.deadline = time.monotonic() + LINGER_TIME
         return WAIT
 
-    def _refuse(self, error: ProtocolError) -> None:
+    def _refuse(self, error: ProtocolError, log_access: bool = False) -> None:
+        """Answer a request we will not serve; ``log_access`` for one the app never saw."""
         log.debug("refused request: %s %s", error.status, error.reason)
-        self._send_quietly(rsp.error_response(error, self.ctx.server_header))
+        data = rsp.error_response(error, self.ctx.server_header)
+        self._send_quietly(data)
+        access = self.ctx.access_log
+        if log_access and access is not None:
+            environ = {"REMOTE_ADDR": self.remote_addr, **self.parser.request_line_environ()}
+            access.write(AccessRecord(environ, f"{error.status} {rsp.REASONS.get(error.status, '')}",
+                                      [], len(data) - data.index(b"\r\n\r\n") - 4, 0.0))
 
     def _exchange(self, head: RequestHead) -> tuple[bool, bool]:
         """One request and its response: (may the connection be reused, should a close linger)."""

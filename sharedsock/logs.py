@@ -68,16 +68,19 @@ def reopen_logs(access: "AccessLog | None") -> None:
 
 
 def _escape(text: str) -> str:
-    if text.isprintable() and '"' not in text and "\\" not in text:
+    """Request data as the bytes the client sent: the environ holds them decoded as latin-1
+    (PEP 3333), so a non-ASCII character below 256 is one byte, written ``\\xNN`` (as nginx
+    and Apache do) rather than re-encoded into mojibake."""
+    if text.isascii() and text.isprintable() and '"' not in text and "\\" not in text:
         return text
     out = []
     for ch in text:
+        code = ord(ch)
         if ch == '"' or ch == "\\":
             out.append("\\" + ch)
-        elif ch.isprintable():
+        elif 32 <= code < 127:
             out.append(ch)
         else:
-            code = ord(ch)
             out.append(f"\\x{code:02x}" if code < 256 else f"\\u{code:04x}")
     return "".join(out)
 
@@ -127,15 +130,17 @@ class _Atoms:
         if key == "t":
             return time.strftime("[%d/%b/%Y:%H:%M:%S %z]")
         if key == "r":
+            if "REQUEST_METHOD" not in env:  # refused before its request line was understood
+                return "-"
             return _escape(f"{env['REQUEST_METHOD']} {env.get('RAW_URI', '')} {env['SERVER_PROTOCOL']}")
         if key == "m":
-            return env["REQUEST_METHOD"]
+            return env.get("REQUEST_METHOD", "-")
         if key == "U":
             return _escape(env.get("PATH_INFO", ""))
         if key == "q":
             return _escape(env.get("QUERY_STRING", ""))
         if key == "H":
-            return env["SERVER_PROTOCOL"]
+            return env.get("SERVER_PROTOCOL", "-")
         if key == "s":
             return rec.status[:3]
         if key == "B":
@@ -159,21 +164,29 @@ class _Atoms:
         raise KeyError(key)
 
 
+def _as_sent(text: str | None) -> str | None:
+    """Non-ASCII request bytes as ``\\xNN`` in JSON too, the same as in the text formats."""
+    if text is None or text.isascii():
+        return text
+    return "".join(ch if ord(ch) < 128 else (f"\\x{ord(ch):02x}" if ord(ch) < 256 else ch)
+                   for ch in text)
+
+
 def _json_line(rec: AccessRecord) -> str:
     env = rec.environ
     return json.dumps({
         "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "remote_addr": env.get("REMOTE_ADDR") or None,
-        "method": env["REQUEST_METHOD"],
-        "uri": env.get("RAW_URI", ""),
-        "path": env.get("PATH_INFO", ""),
-        "query": env.get("QUERY_STRING", ""),
-        "protocol": env["SERVER_PROTOCOL"],
+        "method": env.get("REQUEST_METHOD"),
+        "uri": _as_sent(env.get("RAW_URI", "")),
+        "path": _as_sent(env.get("PATH_INFO", "")),
+        "query": _as_sent(env.get("QUERY_STRING", "")),
+        "protocol": env.get("SERVER_PROTOCOL"),
         "status": int(rec.status[:3]),
         "bytes": rec.sent,
         "duration_ms": round(rec.duration * 1000, 3),
-        "referer": env.get("HTTP_REFERER"),
-        "user_agent": env.get("HTTP_USER_AGENT"),
+        "referer": _as_sent(env.get("HTTP_REFERER")),
+        "user_agent": _as_sent(env.get("HTTP_USER_AGENT")),
         "pid": os.getpid(),
     }, ensure_ascii=True)
 

@@ -128,6 +128,15 @@ class RequestParser:
                 events.append((ERROR, ProtocolError(431, "request header section too large")))
         return events
 
+    def request_line_environ(self) -> dict[str, str]:
+        """What is known of the request line of a refused request, for the access log."""
+        if self._url_room < 0:  # the method is known once the target has begun
+            return {}
+        version = self._parser.get_http_version()
+        return {"REQUEST_METHOD": self._parser.get_method().decode("latin-1"),
+                "RAW_URI": self._url.decode("latin-1"),
+                "SERVER_PROTOCOL": "-" if version == "0.0" else "HTTP/" + version}
+
     @property
     def failed(self) -> bool:
         return self._failed
