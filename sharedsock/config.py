@@ -141,6 +141,23 @@ def to_forwarded_ips(value: Any) -> tuple[str, ...]:
     return items
 
 
+FORWARDED_HEADERS = ("x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "x-forwarded-port",
+                     "forwarded")
+
+
+def to_forwarded_headers(value: Any) -> tuple[str, ...]:
+    items = tuple(dict.fromkeys(v.lower() for v in to_str_list(value)))
+    if items == ("none",):
+        return ()
+    for item in items:
+        if item not in FORWARDED_HEADERS:
+            raise ValueError(f"{item!r} is not one of {', '.join(FORWARDED_HEADERS)} (or none)")
+    if "forwarded" in items and len(items) > 1:
+        raise ValueError("forwarded cannot be combined with x-forwarded-*: trust the one family your "
+                         "proxy sets")
+    return items
+
+
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 
 
@@ -275,6 +292,11 @@ OPTIONS: tuple[Option, ...] = (
     Option("forwarded_allow_ips", to_forwarded_ips, ("127.0.0.1", "::1"), section="HTTP", metavar="IPS",
            help="Peers whose X-Forwarded-* and Forwarded headers are trusted: addresses or CIDR ranges, "
                 "comma separated, or * for all. Unix-socket peers are trusted when loopback is."),
+    Option("forwarded_headers", to_forwarded_headers, ("x-forwarded-for", "x-forwarded-proto"),
+           section="HTTP", metavar="HEADERS",
+           help="Which headers from those peers are read: any of x-forwarded-for, x-forwarded-proto, "
+                "x-forwarded-host, x-forwarded-port; or forwarded (RFC 7239) alone; or none. List only "
+                "headers your proxy sets or overwrites: one it passes through is the client's word."),
     Option("root_path", to_str, "", section="HTTP", metavar="PATH",
            help="SCRIPT_NAME of the app when it is mounted below a path prefix, e.g. /api."),
     Option("server_header", to_str, "sharedsock", section="HTTP", metavar="TEXT",
@@ -329,6 +351,7 @@ class Config:
     limit_request_field_size: int
     limit_request_body: int
     forwarded_allow_ips: tuple[str, ...]
+    forwarded_headers: tuple[str, ...]
     root_path: str
     server_header: str
     reload: bool

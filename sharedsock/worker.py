@@ -133,7 +133,7 @@ class Worker:
             min_body_rate=config.min_body_rate,
             root_path=config.root_path,
             server_header=config.server_header,
-            trusted=TrustedProxies(config.forwarded_allow_ips),
+            trusted=TrustedProxies(config.forwarded_allow_ips, config.forwarded_headers),
             access_log=access,
             multithread=config.threads > 1,
             multiprocess=config.workers > 1 or config.reload,

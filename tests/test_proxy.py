@@ -1,19 +1,30 @@
-"""Proxy headers change the environ only when the peer is a trusted proxy."""
+"""Proxy headers change the environ only when the peer is a trusted proxy, only for the header
+family chosen with --forwarded-headers, and only with values a trusted proxy wrote."""
 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 
 import pytest
 
-from conftest import ResponseReader, at, listener_urls, module_server
-from sharedsock.proxy import TrustedProxies, apply_proxy_headers
+from conftest import APPS, ResponseReader, at, listener_urls, module_server
+from sharedsock.config import build_config
+from sharedsock.errors import ConfigError
+from sharedsock.proxy import TrustedProxies, apply_proxy_headers, parse_forwarded
 
+X_ALL = "x-forwarded-for,x-forwarded-proto,x-forwarded-host,x-forwarded-port"
+X_FAMILY = tuple(X_ALL.split(","))
 POLICIES = {
     "default": [],
-    "cidr": ["--forwarded-allow-ips", "127.0.0.0/8"],
+    "x-all": ["--forwarded-headers", X_ALL],
+    "cidr-x-all": ["--forwarded-allow-ips", "127.0.0.0/8", "--forwarded-headers", X_ALL],
+    "any-x-all": ["--forwarded-allow-ips", "*", "--forwarded-headers", X_ALL],
     "any": ["--forwarded-allow-ips", "*"],
-    "untrusted": ["--forwarded-allow-ips", "10.0.0.0/8,192.0.2.1"],
+    "untrusted": ["--forwarded-allow-ips", "10.0.0.0/8,192.0.2.1", "--forwarded-headers", X_ALL],
+    "rfc7239": ["--forwarded-headers", "forwarded"],
+    "none": ["--forwarded-headers", "none"],
 }
 
 
@@ -45,15 +56,28 @@ def environ_via(server, transport: str, *headers: str) -> dict:
 
 XFF = ("X-Forwarded-For: 203.0.113.7", "X-Forwarded-Proto: https", "X-Forwarded-Host: shop.example",
        "X-Forwarded-Port: 8443")
+FORGED_RFC7239 = "Forwarded: for=198.51.100.1;proto=http;host=evil.example"
 
 
 @pytest.mark.parametrize("transport", ["tcp", "unix"])
-@pytest.mark.parametrize("policy", ["default", "cidr", "any"])
+@pytest.mark.parametrize("policy", ["x-all", "cidr-x-all", "any-x-all"])
 def test_trusted_peer_x_forwarded(servers, policy, transport):
     env = environ_via(servers(policy), transport, *XFF)
     assert env["REMOTE_ADDR"] == "203.0.113.7"
     assert env["wsgi.url_scheme"] == "https"
     assert (env["HTTP_HOST"], env["SERVER_NAME"], env["SERVER_PORT"]) == ("shop.example", "shop.example", "8443")
+
+
+@pytest.mark.parametrize("transport", ["tcp", "unix"])
+def test_default_reads_only_for_and_proto(servers, transport):
+    """nginx passes X-Forwarded-Host and Forwarded through unless told otherwise: by default
+    neither may change the host or the client."""
+    env = environ_via(servers("default"), transport, *XFF, FORGED_RFC7239)
+    assert env["REMOTE_ADDR"] == "203.0.113.7"
+    assert env["wsgi.url_scheme"] == "https"
+    assert (env["HTTP_HOST"], env["SERVER_NAME"], env["SERVER_PORT"]) == ("internal:8000", "internal", "8000")
+    assert env["HTTP_X_FORWARDED_HOST"] == "shop.example"  # visible, not believed
+    assert env["HTTP_FORWARDED"] == FORGED_RFC7239.split(": ", 1)[1]
 
 
 @pytest.mark.parametrize("transport", ["tcp", "unix"])
@@ -67,13 +91,34 @@ def test_untrusted_peer_headers_are_left_alone(servers, transport):
 
 
 @pytest.mark.parametrize("transport", ["tcp", "unix"])
-def test_rfc7239_forwarded(servers, transport):
-    env = environ_via(servers("default"), transport,
+def test_rfc7239_forwarded_and_x_forwarded_ignored(servers, transport):
+    env = environ_via(servers("rfc7239"), transport,
                       'Forwarded: for="[2001:db8::1]:4711";proto=https;host="shop.example", for=127.0.0.1',
-                      "X-Forwarded-For: 203.0.113.99")
-    assert env["REMOTE_ADDR"] == "2001:db8::1"  # Forwarded wins over X-Forwarded-For
+                      "X-Forwarded-For: 203.0.113.99", "X-Forwarded-Proto: http",
+                      "X-Forwarded-Host: evil.example")
+    assert env["REMOTE_ADDR"] == "2001:db8::1"
     assert env["wsgi.url_scheme"] == "https"
     assert (env["HTTP_HOST"], env["SERVER_NAME"], env["SERVER_PORT"]) == ("shop.example", "shop.example", "443")
+
+
+def test_rfc7239_values_come_from_the_trusted_proxy_element(servers):
+    """The client's own element (left) says https and evil.example; the trusted proxy's
+    element (right) is the one to read."""
+    env = environ_via(servers("rfc7239"), "tcp",
+                      "Forwarded: for=1.2.3.4;proto=https;host=evil.example, "
+                      "for=198.51.100.9;proto=http;host=shop.example")
+    assert env["REMOTE_ADDR"] == "198.51.100.9"
+    assert env["wsgi.url_scheme"] == "http"
+    assert (env["HTTP_HOST"], env["SERVER_PORT"]) == ("shop.example", "80")
+
+
+@pytest.mark.parametrize("transport", ["tcp", "unix"])
+def test_none_reads_nothing(servers, transport):
+    env = environ_via(servers("none"), transport, *XFF, FORGED_RFC7239)
+    assert env["REMOTE_ADDR"] == ("127.0.0.1" if transport == "tcp" else "")
+    assert env["wsgi.url_scheme"] == "http"
+    assert (env["HTTP_HOST"], env["SERVER_NAME"]) == ("internal:8000", "internal")
+    assert "REMOTE_PORT" in env or transport == "unix"
 
 
 @pytest.mark.parametrize("policy, expected", [("default", "10.1.1.1"), ("any", "203.0.113.7")])
@@ -83,7 +128,7 @@ def test_chain_stops_at_the_first_untrusted_hop(servers, policy, expected):
 
 
 def test_nonsense_values_are_ignored(servers):
-    env = environ_via(servers("default"), "tcp", "X-Forwarded-Proto: javascript",
+    env = environ_via(servers("x-all"), "tcp", "X-Forwarded-Proto: javascript",
                       "X-Forwarded-Host: evil.example/path", "X-Forwarded-Port: eighty",
                       "X-Forwarded-For: not-an-address")
     assert env["wsgi.url_scheme"] == "http"
@@ -93,9 +138,45 @@ def test_nonsense_values_are_ignored(servers):
 
 
 def test_forwarded_unknown_keeps_the_peer(servers):
-    env = environ_via(servers("default"), "tcp", "Forwarded: for=unknown;proto=https")
+    env = environ_via(servers("rfc7239"), "tcp", "Forwarded: for=unknown;proto=https")
     assert env["REMOTE_ADDR"] == "127.0.0.1"
     assert env["wsgi.url_scheme"] == "https"
+
+
+# -- the option ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("raw, expected", [
+    (None, ("x-forwarded-for", "x-forwarded-proto")),
+    ("none", ()),
+    ("forwarded", ("forwarded",)),
+    ("X-Forwarded-For, x-forwarded-host", ("x-forwarded-for", "x-forwarded-host")),
+    (["x-forwarded-port"], ("x-forwarded-port",)),
+    ([], ()),  # what a spawned worker receives for none
+])
+def test_forwarded_headers_option(raw, expected):
+    layer = {} if raw is None else {"forwarded_headers": raw}
+    assert build_config(("test", layer)).forwarded_headers == expected
+
+
+@pytest.mark.parametrize("raw, message", [
+    ("forwarded,x-forwarded-for", "forwarded cannot be combined with x-forwarded-*"),
+    ("x-real-ip", "'x-real-ip' is not one of"),
+    ("none,forwarded", "'none' is not one of"),
+])
+def test_forwarded_headers_option_refuses(raw, message):
+    with pytest.raises(ConfigError, match=message):
+        build_config(("test", {"forwarded_headers": raw}))
+
+
+def test_mixing_families_on_the_command_line_is_exit_2(tmp_path):
+    env = dict(os.environ, PYTHONPATH=str(APPS))
+    result = subprocess.run(["sharedsock", "--bind", "127.0.0.1:0", "--forwarded-headers",
+                             "x-forwarded-for,forwarded", "testapp:app"],
+                            check=False, capture_output=True, text=True, env=env, cwd=tmp_path,
+                            timeout=60)
+    assert result.returncode == 2
+    assert "--forwarded-headers: forwarded cannot be combined" in result.stderr
 
 
 # -- the pieces ----------------------------------------------------------------------------------
@@ -122,10 +203,123 @@ def test_unix_peers_trusted_like_loopback(entries, unix):
     assert TrustedProxies(entries).trusts_unix is unix
 
 
+def applied(headers: dict, allow=("127.0.0.1",), family=X_FAMILY) -> dict:
+    """The environ of a request from 127.0.0.1 to internal:8000 after the proxy headers."""
+    environ = {"REMOTE_ADDR": "127.0.0.1", "REMOTE_PORT": "50000", "wsgi.url_scheme": "http",
+               "HTTP_HOST": "internal:8000", "SERVER_NAME": "internal", "SERVER_PORT": "8000"}
+    environ.update({"HTTP_" + k.upper().replace("-", "_"): v for k, v in headers.items()})
+    apply_proxy_headers(environ, TrustedProxies(allow, family))
+    return environ
+
+
+UNCHANGED = {"REMOTE_ADDR": "127.0.0.1", "wsgi.url_scheme": "http", "HTTP_HOST": "internal:8000",
+             "SERVER_NAME": "internal", "SERVER_PORT": "8000"}
+
+
+def seen(environ: dict) -> dict:
+    return {k: environ[k] for k in UNCHANGED}
+
+
+@pytest.mark.parametrize("headers, expected", [
+    # appending proxies: the rightmost value is the nearest proxy's
+    ({"X-Forwarded-Proto": "https, http"}, {"wsgi.url_scheme": "http", "SERVER_PORT": "8000"}),
+    ({"X-Forwarded-Proto": "http, HTTPS"}, {"wsgi.url_scheme": "https", "SERVER_PORT": "8000"}),
+    ({"X-Forwarded-Host": "evil.example, shop.example"},
+     {"HTTP_HOST": "shop.example", "SERVER_NAME": "shop.example", "SERVER_PORT": "80"}),
+    ({"X-Forwarded-Port": "1, 8443"}, {"SERVER_PORT": "8443"}),
+    # an invalid rightmost value is ignored; the client's value left of it is no fallback
+    ({"X-Forwarded-Proto": "https, ftp"}, {}),
+    ({"X-Forwarded-Host": "shop.example, user@evil.example"}, {}),
+    ({"X-Forwarded-Port": "443, 99999"}, {}),
+    # the port follows the forwarded origin
+    ({"X-Forwarded-Proto": "https", "X-Forwarded-Host": "shop.example"},
+     {"wsgi.url_scheme": "https", "HTTP_HOST": "shop.example", "SERVER_NAME": "shop.example",
+      "SERVER_PORT": "443"}),
+    ({"X-Forwarded-Host": "[2001:db8::5]:8080"},
+     {"HTTP_HOST": "[2001:db8::5]:8080", "SERVER_NAME": "[2001:db8::5]", "SERVER_PORT": "8080"}),
+])
+def test_x_forwarded_values(headers, expected):
+    assert seen(applied(headers)) == {**UNCHANGED, **expected}
+
+
+@pytest.mark.parametrize("host", ["a b", "user@evil.example", "evil.example/path", "evil.example\\x",
+                                  "evil.example?q", "evil.example#f", "", "evil.example:0",
+                                  "evil.example:65536", "[::1", "evil.example:80:80", "é.example"])
+def test_invalid_hosts_are_ignored(host):
+    assert seen(applied({"X-Forwarded-Host": host})) == UNCHANGED
+    quoted = host.replace("\\", "\\\\").replace('"', '\\"')
+    assert seen(applied({"Forwarded": f'host="{quoted}"'}, family=["forwarded"])) == UNCHANGED
+
+
+@pytest.mark.parametrize("xff, allow, remote", [
+    ("203.0.113.7, 10.1.1.1", ("127.0.0.1", "10.0.0.0/8"), "203.0.113.7"),
+    ("203.0.113.7, 10.1.1.1", ("127.0.0.1",), "10.1.1.1"),
+    ("unknown, 10.1.1.1", ("127.0.0.1", "10.0.0.0/8"), "10.1.1.1"),  # nearest trusted hop
+    ("203.0.113.7, garbage", ("127.0.0.1",), "127.0.0.1"),
+    ("203.0.113.7,, 2001:DB8::1", ("127.0.0.1",), "2001:db8::1"),
+])
+def test_x_forwarded_for_walk(xff, allow, remote):
+    environ = applied({"X-Forwarded-For": xff}, allow)
+    assert environ["REMOTE_ADDR"] == remote
+    assert ("REMOTE_PORT" in environ) is (remote == "127.0.0.1")
+
+
+@pytest.mark.parametrize("forwarded, allow, expected", [
+    # a client's forged element, then the trusted proxy's: the proxy's is read
+    ("for=1.2.3.4;proto=https;host=evil.example, for=198.51.100.9;proto=http;host=shop.example",
+     ("127.0.0.1",),
+     {"REMOTE_ADDR": "198.51.100.9", "HTTP_HOST": "shop.example", "SERVER_NAME": "shop.example",
+      "SERVER_PORT": "80"}),
+    # the proxy's element without proto/host: nothing from the client's element fills the gap
+    ("for=1.2.3.4;proto=https;host=evil.example, for=198.51.100.9", ("127.0.0.1",),
+     {"REMOTE_ADDR": "198.51.100.9"}),
+    # two trusted proxies: the outer one's element describes the client
+    ("for=203.0.113.5;proto=https;host=shop.example, for=127.0.0.5;proto=http;host=inner",
+     ("127.0.0.0/8",),
+     {"REMOTE_ADDR": "203.0.113.5", "wsgi.url_scheme": "https", "HTTP_HOST": "shop.example",
+      "SERVER_NAME": "shop.example", "SERVER_PORT": "443"}),
+    # the same chain when the inner proxy is not trusted: its element is the one to read
+    ("for=203.0.113.5;proto=https;host=shop.example, for=127.0.0.5;proto=http;host=inner",
+     ("127.0.0.1",),
+     {"REMOTE_ADDR": "127.0.0.5", "HTTP_HOST": "inner", "SERVER_NAME": "inner", "SERVER_PORT": "80"}),
+    # an obfuscated client: proto still read from the proxy's element, the address stays the peer's
+    ("for=_hidden;proto=https", ("127.0.0.1",), {"wsgi.url_scheme": "https", "SERVER_PORT": "8000"}),
+    # an element without for= ends the walk: the proxy's proto, not the client's
+    ("for=1.2.3.4;proto=https, proto=http", ("127.0.0.1",), {}),
+    ("for=2001:db8::1", ("127.0.0.1",), {"REMOTE_ADDR": "2001:db8::1"}),
+    ('for="[2001:db8::1]:4711"', ("127.0.0.1",), {"REMOTE_ADDR": "2001:db8::1"}),
+    ("for=198.51.100.7:4711;proto=javascript", ("127.0.0.1",), {"REMOTE_ADDR": "198.51.100.7"}),
+    # unparsable headers are ignored whole: an unclosed quote would swallow the proxy's element
+    ('for=1.2.3.4;host="evil.example, for=198.51.100.9;proto=http', ("127.0.0.1",), {}),
+    ('for=1.2.3.4;host="a, for="198.51.100.9";proto=http', ("127.0.0.1",), {}),
+    ("for=1.2.3.4;for=5.6.7.8", ("127.0.0.1",), {}),
+    ("for=1.2.3.4 proto=https", ("127.0.0.1",), {}),
+])
+def test_forwarded_walk(forwarded, allow, expected):
+    environ = applied({"Forwarded": forwarded}, allow, ["forwarded"])
+    assert seen(environ) == {**UNCHANGED, **expected}
+
+
+def test_one_family_at_a_time():
+    headers = {"X-Forwarded-For": "203.0.113.7", "X-Forwarded-Proto": "https",
+               "Forwarded": "for=198.51.100.1;proto=http;host=shop.example"}
+    x_only = applied(headers)
+    assert (x_only["REMOTE_ADDR"], x_only["wsgi.url_scheme"], x_only["HTTP_HOST"]) == (
+        "203.0.113.7", "https", "internal:8000")
+    rfc_only = applied(headers, family=["forwarded"])
+    assert (rfc_only["REMOTE_ADDR"], rfc_only["wsgi.url_scheme"], rfc_only["HTTP_HOST"]) == (
+        "198.51.100.1", "http", "shop.example")
+    assert seen(applied(headers, family=[])) == UNCHANGED
+
+
 def test_quoted_forwarded_values_with_separators():
-    environ = {"REMOTE_ADDR": "127.0.0.1", "wsgi.url_scheme": "http", "SERVER_PORT": "80",
-               "HTTP_FORWARDED": 'for="198.51.100.7";host="a.example:8080";proto="https"; by="x,y"'}
-    apply_proxy_headers(environ, TrustedProxies(["127.0.0.1"]))
+    assert parse_forwarded('for="198.51.100.7";host="a.example:8080";proto="https"; by="x,y;z", '
+                           'for=_p;by="\\"q\\""') == [
+        {"for": "198.51.100.7", "host": "a.example:8080", "proto": "https", "by": "x,y;z"},
+        {"for": "_p", "by": '"q"'}]
+    environ = applied({"Forwarded": 'for="198.51.100.7";host="a.example:8080";proto="https"; by="x,y"'},
+                      family=["forwarded"])
     assert environ["REMOTE_ADDR"] == "198.51.100.7"
-    assert (environ["HTTP_HOST"], environ["SERVER_NAME"], environ["SERVER_PORT"]) == ("a.example:8080", "a.example", "8080")
+    assert (environ["HTTP_HOST"], environ["SERVER_NAME"], environ["SERVER_PORT"]) == (
+        "a.example:8080", "a.example", "8080")
     assert environ["wsgi.url_scheme"] == "https"
