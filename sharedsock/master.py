@@ -240,7 +240,8 @@ class Master:
                 except OSError:
                     pass
             for w in self.workers:
-                w.tell("stop")
+                if w.ready:  # one still booting may not have read its boot message yet
+                    w.tell("stop")
         close_listeners(self.listeners)  # workers close their copies as they drain
         if quick:
             self.quick_stop = True
