@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import ast
 import importlib
+import importlib.util
 import os
 import sys
-import sysconfig
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from .errors import AppLoadError, ConfigError
+from .frames import library_prefixes  # noqa: F401 - the master imports it from here
 
 DEFAULT_LOADER = "sharedsock.appspec:load_target"
 
@@ -117,8 +118,7 @@ def load_target(target: str) -> Callable:
         module = importlib.import_module(spec.module)
     except ModuleNotFoundError as exc:
         if exc.name and (spec.module == exc.name or spec.module.startswith(exc.name + ".")):
-            raise AppLoadError(f"cannot import {spec.module!r}: no module named {exc.name!r} "
-                               f"(is the current directory or --pythonpath right?)") from None
+            raise AppLoadError(not_found_message(spec.module, exc.name)) from None
         raise
     if spec.attribute is None:
         for name in ("application", "app"):
@@ -149,16 +149,75 @@ def load_target(target: str) -> Callable:
     return obj
 
 
-def library_prefixes() -> tuple[str, ...]:
-    """Standard library and site-packages folders: code a user does not edit, so ``--reload``
-    does not spend a stat() per file per second on it."""
-    paths = set()
-    for key in ("stdlib", "platstdlib", "purelib", "platlib"):
+def not_found_message(module: str, missing: str) -> str:
+    return (f"cannot import {module!r}: no module named {missing!r} on the Python path (run from "
+            "the directory that contains it, or add that directory to PYTHONPATH)")
+
+
+def check_importable(target: str) -> None:
+    """Raise AppLoadError now if the target's module is certainly not on ``sys.path``.
+
+    Run in the master before binding, so a mistyped module or a wrong working directory is
+    one line before any "Listening at". The module is only *found*, never imported (the
+    master must not hold the app's code); anything uncertain is left to the workers.
+    """
+    module = parse_target(target).module
+    missing = _first_missing(module)
+    if missing is not None:
+        raise AppLoadError(not_found_message(module, missing))
+
+
+def _first_missing(module: str) -> str | None:
+    """The first dotted prefix of ``module`` that no import finder knows, or None."""
+    parts = module.split(".")
+    search_path: list[str] | None = None
+    for i in range(len(parts)):
+        name = ".".join(parts[: i + 1])
+        last = i + 1 == len(parts)
+        loaded = sys.modules.get(name)
+        if loaded is not None:
+            if last:
+                return None
+            search_path = getattr(loaded, "__path__", None)
+            if search_path is None:
+                return None
+            continue
         try:
-            paths.add(sysconfig.get_path(key))
-        except KeyError:
-            pass
-    return tuple(sorted(p.rstrip("/") + "/" for p in paths if p))
+            found = _find(name, search_path)
+        except Exception:  # noqa: BLE001 - a finder that breaks is for the real import to report
+            return None
+        if found is None:
+            return name
+        if last:
+            return None
+        if found.submodule_search_locations is None or _may_change_its_path(found):
+            return None  # not a package, or one that finds its submodules only once it runs
+        search_path = list(found.submodule_search_locations)
+    return None
+
+
+def _find(name: str, search_path: list[str] | None) -> Any:
+    if search_path is None:
+        return importlib.util.find_spec(name)  # a top-level name: finds, executes nothing
+    for finder in sys.meta_path:
+        find_spec = getattr(finder, "find_spec", None)
+        spec = find_spec(name, search_path) if find_spec is not None else None
+        if spec is not None:
+            return spec
+    return None
+
+
+def _may_change_its_path(spec: Any) -> bool:
+    """A package whose ``__init__`` edits ``__path__`` (pkgutil.extend_path) finds submodules
+    only once it has run, so its absence from a static search proves nothing."""
+    origin = getattr(spec, "origin", None)
+    if not origin or not origin.endswith(".py"):
+        return False
+    try:
+        with open(origin, encoding="utf-8", errors="replace") as f:
+            return "__path__" in f.read()
+    except OSError:
+        return True
 
 
 def loaded_module_files() -> list[str]:

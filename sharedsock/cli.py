@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import difflib
 import os
 import sys
 from typing import Any, Iterable, Sequence
@@ -18,6 +19,33 @@ class _OneLineParser(argparse.ArgumentParser):
 
     def error(self, message: str):  # type: ignore[override]
         self.exit(2, f"{self.prog}: error: {message}\n")
+
+    def parse_args(self, args: Sequence[str] | None = None,  # type: ignore[override]
+                   namespace: argparse.Namespace | None = None) -> argparse.Namespace:
+        return parse_suggesting(self, args, namespace)
+
+
+def parse_suggesting(parser: argparse.ArgumentParser, args: Sequence[str] | None = None,
+                     namespace: argparse.Namespace | None = None) -> argparse.Namespace:
+    """``parse_args``, but a misspelt flag is named with the flag it was probably meant to be.
+
+    argparse's own "unrecognized arguments: --wrokers good:app" neither says which word is
+    wrong (a value after an unknown flag is taken for the app) nor what would be right.
+    """
+    parsed, extras = parser.parse_known_args(args, namespace)
+    if extras:
+        parser.error(unrecognized_message(parser, extras))
+    return parsed
+
+
+def unrecognized_message(parser: argparse.ArgumentParser, extras: Sequence[str]) -> str:
+    flag = next((e.partition("=")[0] for e in extras if e.startswith("-") and e != "-"), None)
+    if flag is None:
+        return f"unrecognized arguments: {' '.join(extras)}"
+    known = [s for action in parser._actions for s in action.option_strings if s.startswith("--")]
+    guess = difflib.get_close_matches(flag, known, n=1, cutoff=0.6) if flag.startswith("--") else []
+    hint = f" (did you mean {guess[0]}?)" if guess else f" (see {parser.prog} --help)"
+    return f"unknown option {flag}{hint}"
 
 
 def add_option_arguments(parser: argparse.ArgumentParser, skip: Iterable[str] = ()) -> None:

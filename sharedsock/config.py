@@ -8,6 +8,7 @@ the Flask and Django commands and the README table are all generated from
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import ipaddress
 import os
 import sys
@@ -96,9 +97,14 @@ def to_str_list(value: Any) -> tuple[str, ...]:
 
 
 def to_bind_list(value: Any) -> tuple[str, ...]:
-    """Binds may not be split on commas: IPv6 literals never contain one, but paths may."""
+    """A string (an environment variable, a ``serve(bind="...")``) lists addresses separated by
+    commas or whitespace; no address contains either (IPv6 literals are bracketed and have no
+    comma). Each item of a Python list, and each ``--bind`` flag, is one address kept whole:
+    the way to give a unix socket path that contains a comma or a space."""
     if isinstance(value, str):
-        items = value.split() if " " in value.strip() else [value]
+        items = value.replace(",", " ").split()
+        if not items:
+            raise ValueError(f"expected an address, got {value!r}")
     elif isinstance(value, Iterable):
         items = list(value)
     else:
@@ -216,6 +222,13 @@ class Option:
         if isinstance(value, bool):
             return "on" if value else "off"
         return str(value)
+
+    def split_text(self, text: str) -> tuple[str, ...]:
+        """The items of a list option written as one string, as an environment variable holds it."""
+        try:
+            return tuple(self.convert(text))
+        except ValueError:
+            return (text,)  # parse() reports it, with the variable's name
 
     def parse(self, raw: Any, source: str) -> Any:
         try:
@@ -377,6 +390,33 @@ def env_values(environ: Mapping[str, str] | None = None) -> dict[str, str]:
     """Raw values of every ``SHAREDSOCK_*`` variable that names an option."""
     environ = os.environ if environ is None else environ
     return {o.name: environ[o.env] for o in OPTIONS if o.env in environ}
+
+
+# Set by sharedsock itself for the processes it starts, never by a user.
+INTERNAL_ENV = frozenset({"SHAREDSOCK_CONTROL_FD", "SHAREDSOCK_SYS_PATH", "SHAREDSOCK_DJANGO_BOOT"})
+
+
+def unknown_env_warnings(environ: Mapping[str, str] | None = None, prefix: str = ENV_PREFIX,
+                         known: Iterable[str] | None = None) -> list[str]:
+    """One line per ``PREFIX*`` variable that names no option, with the closest option.
+
+    A typo in the environment (``SHAREDSOCK_WROKERS=4``) must not pass silently, but the
+    environment is shared with other programs, so it is a warning, not an error.
+    ``known`` are the lower-case option names valid after ``prefix``.
+    """
+    environ = os.environ if environ is None else environ
+    names = sorted(o.name for o in OPTIONS) if known is None else sorted(known)
+    lines = []
+    for variable in sorted(environ):
+        if not variable.startswith(prefix) or variable in INTERNAL_ENV:
+            continue
+        name = variable[len(prefix):].lower()
+        if name in names:
+            continue
+        guess = difflib.get_close_matches(name, names, n=1, cutoff=0.6)
+        hint = f"did you mean {prefix}{guess[0].upper()}?" if guess else "see --help for the options"
+        lines.append(f"{variable} is not an option and is ignored; {hint}")
+    return lines
 
 
 def build_config(*layers: tuple[str, Mapping[str, Any]]) -> Config:

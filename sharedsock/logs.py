@@ -230,15 +230,19 @@ class AccessLog:
 
 
 def format_exception_line(exc: BaseException) -> str:
-    """``Type: message (file, line N)`` for the innermost frame: a one-line answer to 'what broke'."""
+    """``Type: message (file, line N)``: a one-line answer to 'what broke, and where do I look'.
+
+    The place named is the innermost frame of the user's code (see ``frames``), not importlib's
+    or sharedsock's own; when the traceback has none, no place is named rather than a wrong one.
+    """
+    from .frames import user_location
+
     where = ""
     if isinstance(exc, SyntaxError) and exc.filename:
         where = f" ({exc.filename}, line {exc.lineno})"
     else:
-        tb = exc.__traceback__
-        while tb is not None and tb.tb_next is not None:
-            tb = tb.tb_next
-        if tb is not None:
-            where = f" ({tb.tb_frame.f_code.co_filename}, line {tb.tb_lineno})"
+        location = user_location(exc.__traceback__)
+        if location is not None:
+            where = f" ({location[0]}, line {location[1]})"
     message = str(exc) if not isinstance(exc, SyntaxError) else (exc.msg or str(exc))
     return f"{type(exc).__name__}: {message}{where}"

@@ -43,9 +43,10 @@ _WAKE = object()
 
 
 class Master:
-    def __init__(self, config: Config, spec: AppSpec) -> None:
+    def __init__(self, config: Config, spec: AppSpec, on_bound: Any = None) -> None:
         self.config = config
         self.spec = spec
+        self.on_bound = on_bound  # on_bound(listeners): a front end's banner, once the binds succeeded
         self.target_workers = config.workers
         self.generation = 1
         self.last_generation = 1  # generation numbers are never reused, even after a failed reload
@@ -83,6 +84,8 @@ class Master:
         config = self.config
         self.listeners = open_listeners(config.bind, config.backlog, config.umask)
         try:
+            if self.on_bound is not None:
+                self.on_bound(self.listeners)
             self._write_pid()
             if config.preload and self.spec.app is None:
                 self._preload()

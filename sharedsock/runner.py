@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import os
+import sys
 import threading
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 
-from .appspec import AppSpec
-from .config import Config, build_config, env_values
+from .appspec import DEFAULT_LOADER, AppSpec, check_importable
+from .config import Config, build_config, env_values, unknown_env_warnings
 from .errors import AppLoadError, ConfigError, SharedsockError
 from .logs import check_access_log_format, setup_error_log
 
@@ -28,6 +29,8 @@ def prepare(config: Config, spec: AppSpec) -> None:
     for path in config.reload_extra_files:
         if not os.path.exists(path):
             raise ConfigError(f"--reload-extra-files: {path} does not exist")
+    if spec.loader == DEFAULT_LOADER:
+        check_importable(spec.args["target"])
     try:
         setup_error_log(config.error_log, config.log_level)
     except OSError as exc:
@@ -42,12 +45,18 @@ def _check_writable(path: str, flag: str) -> None:
         raise ConfigError(f"{flag} {path}: {exc.strerror or exc}") from None
 
 
-def run(config: Config, spec: AppSpec) -> "Master":
-    """Start the master and block until it stops; returns it for its exit code and reason."""
+def run(config: Config, spec: AppSpec,
+        on_bound: Callable[[list[Listener]], None] | None = None) -> "Master":
+    """Start the master and block until it stops; returns it for its exit code and reason.
+
+    ``on_bound(listeners)`` runs in the master right after every address is bound, before
+    anything else is logged: a front end's banner ("Serving Flask app ...") belongs there,
+    not before an "address already in use" that would make it untrue.
+    """
     from .master import Master
 
     prepare(config, spec)
-    master = Master(config, spec)
+    master = Master(config, spec, on_bound=on_bound)
     master.run()
     return master
 
@@ -63,7 +72,19 @@ def resolve(options: Mapping[str, Any], source: str = "serve()",
         layers.append((defaults_source, defaults))
     layers.append(("environment", env_values()))
     layers.append((source, options))
+    warn_once(unknown_env_warnings())
     return build_config(*layers)
+
+
+_warned: set[str] = set()
+
+
+def warn_once(lines: list[str]) -> None:
+    """Print each warning line to stderr once per process (front ends may resolve twice)."""
+    for line in lines:
+        if line not in _warned:
+            _warned.add(line)
+            print(f"sharedsock: warning: {line}", file=sys.stderr, flush=True)
 
 
 def serve(app: "Callable | str", **options: Any) -> None:
@@ -79,4 +100,5 @@ def serve(app: "Callable | str", **options: Any) -> None:
 
 
 if TYPE_CHECKING:
+    from .listeners import Listener
     from .master import Master

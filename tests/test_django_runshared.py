@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pytest
 
+import sharedsock
 from conftest import DEADLINE, wait_for
 from sharedsock.config import OPTIONS
 from sharedsock.integrations.django.binds import addrport_to_bind
@@ -251,6 +252,11 @@ def _printed_config(stdout: str) -> dict[str, str]:
     (["--noreload"], {}, {"reload": "False"}),
     ([], {"EXAMPLE_SITE_DEBUG": "0"}, {"reload": "False"}),
     (["--reload"], {"EXAMPLE_SITE_DEBUG": "0"}, {"reload": "True"}),
+    ([], {}, {"access_log": "-"}),  # DEBUG: requests on the console, as runserver shows them
+    ([], {"EXAMPLE_SITE_DEBUG": "0"}, {"access_log": "(none)"}),
+    (["--access-log", "/tmp/x.log"], {}, {"access_log": "/tmp/x.log"}),
+    ([], {"SHAREDSOCK_ACCESS_LOG": "/tmp/y.log"}, {"access_log": "/tmp/y.log"}),
+    ([], {"SHAREDSOCK_BIND": "127.0.0.1:9001,[::1]:9002"}, {"bind": "127.0.0.1:9001, [::1]:9002"}),
 ])
 def test_settings_environment_and_flags_layer_in_that_order(args, env, expected):
     """settings.SHAREDSOCK (workers 2) < SHAREDSOCK_* < flags; reload follows DEBUG unless told."""
@@ -275,7 +281,7 @@ def test_reload_watches_the_project_templates_but_not_djangos():
     (["--start-method", "vfork"], {}, "--start-method: expected one of fork, spawn"),
     (["--ipv6", "--bind", "127.0.0.1:0"], {}, "--ipv6 applies to addrport"),
     (["--bind", "127.0.0.1:http"], {}, "is not a port number"),
-    (["--wokers", "2"], {}, "unrecognized arguments: --wokers"),
+    (["--wokers", "2"], {}, "unknown option --wokers (did you mean --workers?)"),
     ([], {"SHAREDSOCK_TIMEOUT": "soon"}, "SHAREDSOCK_TIMEOUT: expected a number of seconds"),
     ([], {"EXAMPLE_SITE_DEBUG": "0", "EXAMPLE_SITE_ALLOWED_HOSTS": ""},
      "You must set settings.ALLOWED_HOSTS if DEBUG is False."),
@@ -286,6 +292,23 @@ def test_bad_input_is_one_line_and_exit_code_2(args, env, message, tmp_path):
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], result.stderr
     assert "Listening at" not in result.stdout + result.stderr
+
+
+def test_access_log_from_settings_sharedsock_beats_the_debug_default(tmp_path):
+    (tmp_path / "quiet_settings.py").write_text(
+        "from exampleproject.settings import *  # noqa: F401,F403\nSHAREDSOCK = {'access_log': ''}\n")
+    result = manage("runshared", "--print-config", "--settings", "quiet_settings", "--pythonpath",
+                    str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    assert _printed_config(result.stdout)["access_log"] == ""
+
+
+def test_unknown_environment_variable_is_warned_about(tmp_path):
+    result = manage("runshared", "--print-config", env=site_env(SHAREDSOCK_WROKERS="7"))
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.splitlines() == [
+        ("sharedsock: warning: SHAREDSOCK_WROKERS is not an option and is ignored; "
+         "did you mean SHAREDSOCK_WORKERS?")]
 
 
 def test_unknown_key_in_settings_sharedsock_is_refused(tmp_path):
@@ -309,6 +332,8 @@ def test_taken_port_is_reported_in_one_line_by_the_master(tmp_path):
     assert "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines()[-1] == (
         f"CommandError: cannot bind 127.0.0.1:{port}: address already in use")
+    assert "Starting sharedsock" not in result.stdout  # the banner waits for the bind
+    assert "Quit the server" not in result.stdout
 
 
 # -- serving -------------------------------------------------------------------------------
@@ -342,6 +367,7 @@ def test_serves_the_site_from_every_worker(start_server, start_method, migrated_
     log = server.log()
     assert "System check identified no issues" in log
     assert f"master pid {server.proc.pid}" in log  # manage.py's own process became the master
+    assert f"Starting sharedsock {sharedsock.__version__} at {server.url}: 2 worker(s)" in log
     booted = set(server.booted_pids())
     assert len(booted) == 2
     seen: set[int] = set()
@@ -360,6 +386,7 @@ def test_serves_the_site_from_every_worker(start_server, start_method, migrated_
 
     api = client.get("/api/entries/")
     assert api.status == 200
+    server.wait_log(r'"GET /api/entries/ HTTP/1.1" 200 ')  # DEBUG is on: requests are logged
     assert api.headers["content-type"] == "application/json"
     assert api.json()["pid"] == api.served_by
     entries_before = api.json()["count"]

@@ -12,6 +12,7 @@ import textwrap
 import pytest
 
 from conftest import APPS, http_get, wait_for
+from sharedsock.errors import ConfigError
 
 
 def run_cli(args: list[str], tmp_path, timeout: float = 60) -> subprocess.CompletedProcess:
@@ -21,7 +22,7 @@ def run_cli(args: list[str], tmp_path, timeout: float = 60) -> subprocess.Comple
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--no-such-flag", "testapp:app"], "unrecognized arguments: --no-such-flag"),
+    (["--no-such-flag", "testapp:app"], "unknown option --no-such-flag (see sharedsock --help)"),
     (["--workers", "-1", "testapp:app"], "--workers: must be at least 1"),
     (["--workers", "many", "testapp:app"], "--workers: expected an integer"),
     (["--bind", "127.0.0.1:99999", "testapp:app"], "is not a port number"),
@@ -43,6 +44,120 @@ def test_bad_configuration_is_one_line_exit_2(tmp_path, args, message):
     assert len(lines) == 1, result.stderr
     assert message in lines[0]
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("args", [
+    ["--wrokers", "2", "testapp:app"],  # argparse took "2" for the app and blamed "testapp:app"
+    ["--wrokers=2", "testapp:app"],
+    ["testapp:app", "--max-requets", "5"],
+])
+def test_misspelt_flag_is_named_with_its_fix(tmp_path, args):
+    result = run_cli(["--bind", "127.0.0.1:0", *args], tmp_path)
+    assert result.returncode == 2, result.stderr
+    wanted = "--workers" if "wrokers" in args[0] else "--max-requests"
+    flag = args[0].partition("=")[0] if "wrokers" in args[0] else "--max-requets"
+    assert result.stderr == f"sharedsock: error: unknown option {flag} (did you mean {wanted}?)\n"
+
+
+def test_unknown_environment_variable_is_a_one_line_warning(start_server, tmp_path):
+    server = start_server(["--bind", "127.0.0.1:0", "testapp:app"],
+                          env={"SHAREDSOCK_WROKERS": "2", "SHAREDSOCK_NOT_AN_OPTION": "1"})
+    assert http_get(server, "/")[0] == 200
+    warnings = [line for line in server.log().splitlines() if "warning:" in line]
+    assert warnings == [
+        ("sharedsock: warning: SHAREDSOCK_NOT_AN_OPTION is not an option and is ignored; "
+         "see --help for the options"),
+        ("sharedsock: warning: SHAREDSOCK_WROKERS is not an option and is ignored; "
+         "did you mean SHAREDSOCK_WORKERS?"),
+    ]
+    assert server.stop() == 0
+
+
+@pytest.mark.parametrize("separator", [",", ", ", " "])
+def test_environment_bind_list_binds_every_address(start_server, separator):
+    server = start_server(["testapp:app"],
+                          env={"SHAREDSOCK_BIND": separator.join(["127.0.0.1:0", "127.0.0.1:0"])})
+    urls = [m.group(1) for m in server.wait_log(r"Listening at: (\S+)", count=2)]
+    assert len(set(urls)) == 2, server.log()
+    for url in urls:
+        server.url = url
+        status, _, body = http_get(server, "/")
+        assert status == 200 and body.startswith(b"pid=")
+    assert server.stop() == 0
+
+
+def test_each_bind_flag_is_one_address_kept_whole(tmp_path):
+    """The escape hatch for a unix socket path with a comma: one flag, one address."""
+    path = tmp_path / "a,b.sock"
+    result = subprocess.run(["sharedsock", "--print-config", "--bind", f"unix:{path}",
+                             "--bind", "127.0.0.1:0"], capture_output=True, text=True,
+                            env=dict(os.environ, SHAREDSOCK_BIND="127.0.0.1:1,127.0.0.1:2"), timeout=60,
+                            check=False)
+    assert result.returncode == 0, result.stderr
+    assert f"bind                     = unix:{path}, 127.0.0.1:0" in result.stdout
+
+
+def test_a_module_not_on_the_path_is_reported_before_binding(tmp_path):
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg" / "__init__.py").write_text("")
+    for target, missing in [("nosuchmodule:app", "nosuchmodule"), ("pkg.nope:app", "pkg.nope")]:
+        result = run_cli(["--bind", "127.0.0.1:0", target], tmp_path)
+        assert result.returncode == 2, result.stderr
+        module = target.partition(":")[0]
+        assert result.stderr == (
+            f"sharedsock: error: cannot import {module!r}: no module named {missing!r} on the Python "
+            "path (run from the directory that contains it, or add that directory to PYTHONPATH)\n")
+        assert "Listening at" not in result.stdout + result.stderr
+        assert "--pythonpath" not in result.stderr  # sharedsock has no such flag
+
+
+def test_a_package_that_extends_its_path_is_left_to_the_workers(start_server, tmp_path):
+    """pkgutil.extend_path finds submodules only when the package runs: no verdict before that."""
+    for root in ("one", "two"):
+        (tmp_path / root / "nspkg").mkdir(parents=True)
+        (tmp_path / root / "nspkg" / "__init__.py").write_text(
+            "__path__ = __import__('pkgutil').extend_path(__path__, __name__)\n")
+    (tmp_path / "two" / "nspkg" / "site.py").write_text(textwrap.dedent("""
+        def app(environ, start_response):
+            start_response("200 OK", [("Content-Type", "text/plain")])
+            return [b"extended"]
+    """))
+    server = start_server(["--bind", "127.0.0.1:0", "nspkg.site:app"], cwd=tmp_path,
+                          env={"PYTHONPATH": f"{tmp_path / 'one'}{os.pathsep}{tmp_path / 'two'}"})
+    assert http_get(server, "/")[2] == b"extended"
+    assert server.stop() == 0
+
+
+@pytest.mark.parametrize("source, target, where", [
+    ("import os\nimport requestz_not_installed\napp = None\n", "dep:app", "dep.py, line 2"),
+    ("import importlib\nPLUGIN = importlib.import_module('json.no_such_plugin')\n", "dep:app",
+     "dep.py, line 2"),  # innermost frame: <frozen importlib._bootstrap>
+    ("import json\ndef config():\n    return json.loads('{bad')\nCONFIG = config()\n", "dep:app",
+     "dep.py, line 3"),
+    ("def create_app():\n    return None\n", "dep:create_app(1)", None),
+])
+def test_load_errors_point_at_the_users_code(start_server, tmp_path, source, target, where):
+    (tmp_path / "dep.py").write_text(source)
+    server = start_server(["--bind", "127.0.0.1:0", target], cwd=tmp_path, wait=False)
+    assert server.wait_exit() == 2
+    (line,) = [line for line in server.log().splitlines() if "app failed to load" in line]
+    assert "<frozen" not in line and "sharedsock" + os.sep not in line and "appspec.py" not in line
+    if where is None:
+        assert line.endswith("create_app() takes 0 positional arguments but 1 was given"), line
+    else:
+        assert line.endswith(f"{tmp_path / where})"), line
+
+
+def test_bind_text_is_split_at_commas_and_spaces_but_list_items_are_kept_whole():
+    from sharedsock.config import build_config
+
+    def binds(value):
+        return build_config(("serve()", {"bind": value})).bind
+
+    assert binds("127.0.0.1:0,[::1]:0 unix:/tmp/s.sock") == ("127.0.0.1:0", "[::1]:0", "unix:/tmp/s.sock")
+    assert binds(["unix:/tmp/a,b.sock", "127.0.0.1:0"]) == ("unix:/tmp/a,b.sock", "127.0.0.1:0")
+    with pytest.raises(ConfigError, match="expected an address"):
+        binds(" , ")
 
 
 def test_bad_environment_variable_is_one_line(tmp_path):

@@ -212,13 +212,30 @@ def test_discovery_errors_match_flask_run(app_dir, tmp_path):
         assert error_line(ours).startswith("Error: ")
 
 
-def test_an_app_that_raises_while_loading(tmp_path):
+def test_an_app_that_raises_while_loading_is_one_line_and_exit_2(tmp_path):
+    """As from `sharedsock crashing:app`: one line naming the user's file, nothing bound."""
+    (tmp_path / "crashing.py").write_text("import os\nraise RuntimeError('no database configured')\n")
+    (tmp_path / "needs_dep.py").write_text("from flask import Flask\nimport requestz_not_installed\n"
+                                           "app = Flask(__name__)\n")
+    cases = {"crashing": "RuntimeError: no database configured (crashing.py, line 2)",
+             "needs_dep": "ModuleNotFoundError: No module named 'requestz_not_installed' "
+                          "(needs_dep.py, line 2)"}
+    procs = {name: start_flask(["--app", name, "runshared", "--bind", "127.0.0.1:0"], tmp_path)
+             for name in cases}
+    for name, proc in procs.items():
+        result = finish(proc)
+        assert result.returncode == 2, result.stderr
+        problem = cases[name].replace("(", f"({tmp_path}/")
+        assert result.stderr == f"Error: the Flask app failed to load: {problem}\n"
+        assert "Listening at" not in result.stdout + result.stderr
+
+
+def test_log_level_debug_adds_the_traceback_of_a_load_error(tmp_path):
     (tmp_path / "crashing.py").write_text("raise RuntimeError('no database configured')\n")
-    result = flask(["--app", "crashing", "runshared"], tmp_path)
-    assert result.returncode == 1
-    assert "Traceback" in result.stderr  # the app's traceback, as `flask run` shows it
-    assert error_line(result).startswith(
-        "Error: the Flask app failed to load: RuntimeError: no database configured (")
+    result = flask(["--app", "crashing", "runshared", "--log-level", "debug"], tmp_path)
+    assert result.returncode == 2
+    assert "Traceback (most recent call last)" in result.stderr
+    assert error_line(result).startswith("Error: the Flask app failed to load: RuntimeError: ")
 
 
 def test_the_master_never_imports_the_app(tmp_path):
@@ -287,6 +304,92 @@ def test_bind_host_and_port(app_dir):
     assert binds == {"default": "127.0.0.1:5000", "host+port": "[::1]:8080",
                      "bind wins": "127.0.0.1:0, unix:/tmp/x.sock", "env bind": "127.0.0.1:7000",
                      "flask env": "127.0.0.1:7001"}
+
+
+def test_flask_run_host_and_port_variables(app_dir, tmp_path):
+    """What `flask run` reads (often from .flaskenv) sets the default address; all else wins."""
+    env = notes_env(app_dir)
+    base = ["--app", "notesapp", "runshared", "--print-config"]
+    run_env = {"FLASK_RUN_HOST": "0.0.0.0", "FLASK_RUN_PORT": "6100"}
+    dotenv_dir = tmp_path / "dotenv"
+    dotenv_dir.mkdir()
+    (dotenv_dir / ".flaskenv").write_text(f"FLASK_APP={app_dir / 'wsgi.py'}\nFLASK_RUN_PORT=6200\n")
+    procs = {
+        "both": start_flask(base, app_dir, **env, **run_env),
+        "port only": start_flask(base, app_dir, **env, FLASK_RUN_PORT="6101"),
+        "--port wins": start_flask(base + ["--port", "6102"], app_dir, **env, **run_env),
+        "--host wins": start_flask(base + ["-h", "::1"], app_dir, **env, **run_env),
+        "FLASK_RUNSHARED_PORT wins": start_flask(base, app_dir, **env, **run_env,
+                                                 FLASK_RUNSHARED_PORT="6103"),
+        "SHAREDSOCK_BIND wins": start_flask(base, app_dir, **env, **run_env,
+                                            SHAREDSOCK_BIND="127.0.0.1:6104"),
+        ".flaskenv": start_flask(["runshared", "--print-config"], dotenv_dir, **env),
+    }
+    binds = {name: parse_config(finish(proc))["bind"] for name, proc in procs.items()}
+    assert binds == {"both": "0.0.0.0:6100", "port only": "127.0.0.1:6101",
+                     "--port wins": "0.0.0.0:6102", "--host wins": "[::1]:6100",
+                     "FLASK_RUNSHARED_PORT wins": "0.0.0.0:6103",
+                     "SHAREDSOCK_BIND wins": "127.0.0.1:6104", ".flaskenv": "127.0.0.1:6200"}
+    bad = flask(base, app_dir, **env, FLASK_RUN_PORT="http")
+    assert bad.returncode == 2
+    assert error_line(bad) == "Error: FLASK_RUN_PORT: expected an integer, got 'http'"
+
+
+def test_list_variables_are_split_as_the_engine_splits_them(app_dir):
+    one, two = app_dir / "one.txt", app_dir / "two.txt"
+    one.write_text("1")
+    two.write_text("2")
+    env = notes_env(app_dir)
+    base = ["--app", "notesapp", "runshared", "--print-config"]
+    procs = {
+        "FLASK_RUNSHARED_BIND": start_flask(base, app_dir, **env,
+                                            FLASK_RUNSHARED_BIND="127.0.0.1:0,unix:/tmp/x.sock"),
+        "SHAREDSOCK_BIND": start_flask(base, app_dir, **env, SHAREDSOCK_BIND="127.0.0.1:0, [::1]:0"),
+        "FLASK_RUNSHARED_RELOAD_EXTRA_FILES": start_flask(
+            base, app_dir, **env, FLASK_RUNSHARED_RELOAD_EXTRA_FILES=f"{one},{two}"),
+    }
+    got = {name: parse_config(finish(proc)) for name, proc in procs.items()}
+    assert got["FLASK_RUNSHARED_BIND"]["bind"] == "127.0.0.1:0, unix:/tmp/x.sock"
+    assert got["SHAREDSOCK_BIND"]["bind"] == "127.0.0.1:0, [::1]:0"
+    assert got["FLASK_RUNSHARED_RELOAD_EXTRA_FILES"]["reload_extra_files"] == f"{one}, {two}"
+
+
+def test_debug_logs_requests_to_stdout_unless_told_otherwise(app_dir, tmp_path):
+    env = notes_env(app_dir)
+    base = ["--app", "notesapp", "runshared", "--print-config"]
+    log = tmp_path / "access.log"
+    procs = {
+        "--debug": start_flask(base + ["--debug"], app_dir, **env),
+        "FLASK_DEBUG=1": start_flask(base, app_dir, **env, FLASK_DEBUG="1"),
+        "no debug": start_flask(base, app_dir, **env),
+        "--debug --access-log FILE": start_flask(base + ["--debug", "--access-log", str(log)],
+                                                 app_dir, **env),
+        "--debug, turned off": start_flask(base + ["--debug", "--access-log", ""], app_dir, **env),
+        "--debug, env": start_flask(base + ["--debug"], app_dir, **env, SHAREDSOCK_ACCESS_LOG=str(log)),
+    }
+    got = {name: parse_config(finish(proc))["access_log"] for name, proc in procs.items()}
+    assert got == {"--debug": "-", "FLASK_DEBUG=1": "-", "no debug": "(none)",
+                   "--debug --access-log FILE": str(log), "--debug, turned off": "",
+                   "--debug, env": str(log)}
+
+
+def test_misspelt_flag_gets_clicks_suggestion(app_dir):
+    result = flask(["--app", "notesapp", "runshared", "--wrokers", "2"], app_dir, **notes_env(app_dir))
+    assert result.returncode == 2
+    assert error_line(result) == "Error: No such option '--wrokers'. Did you mean '--workers'?"
+
+
+def test_unknown_variables_are_warned_about_and_the_command_goes_on(app_dir):
+    result = flask(["--app", "notesapp", "runshared", "--print-config"], app_dir, **notes_env(app_dir),
+                   FLASK_RUNSHARED_WROKERS="7", SHAREDSOCK_THRADS="4", FLASK_RUNSHARED_HOST="0.0.0.0",
+                   FLASK_RUNSHARED_PRINT_CONFIG="1")
+    assert parse_config(result)["workers"] != "7"
+    assert result.stderr.splitlines() == [
+        ("sharedsock: warning: FLASK_RUNSHARED_WROKERS is not an option and is ignored; "
+         "did you mean FLASK_RUNSHARED_WORKERS?"),
+        ("sharedsock: warning: SHAREDSOCK_THRADS is not an option and is ignored; "
+         "did you mean SHAREDSOCK_THREADS?"),
+    ]
 
 
 def test_debug_runs_one_worker_with_the_debugger_and_reload(app_dir):

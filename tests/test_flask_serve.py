@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
 import shutil
 import signal
+import socket
+import subprocess
 import sys
 import threading
 import uuid
@@ -189,6 +192,7 @@ def test_debug_runs_one_worker_with_the_debugger(start_server, tmp_path):
     status, _, body = http_get(server, "/boom")
     assert status == 500
     assert b"ValueError: debug me" in body and b"Werkzeug Debugger" in body
+    server.wait_log(r'"GET /boom HTTP/1.1" 500 ')  # --debug logs requests, as `flask run` does
     assert server.stop() == 0
 
 
@@ -236,3 +240,36 @@ def test_custom_flask_group_with_debug(serve_notes, app_dir):
     assert "1 worker(s)" in server.log()
     assert tagline(server) == "Notes, served by sharedsock"
     assert server.stop() == 0
+
+
+def test_a_comma_separated_bind_variable_binds_every_address(start_server, app_dir, monkeypatch):
+    for name in CLEARED:
+        monkeypatch.delenv(name, raising=False)
+    env = {"NOTES_DATA_DIR": str(app_dir.parent / "data"), "PYTHONDONTWRITEBYTECODE": "1",
+           "FLASK_RUNSHARED_BIND": "127.0.0.1:0,127.0.0.1:0"}
+    server = start_server(["--app", "notesapp", "runshared", "--workers", "1"], command=[FLASK],
+                          env=env, cwd=app_dir)
+    urls = [m.group(1) for m in server.wait_log(r"Listening at: (\S+)", count=2)]
+    assert len(set(urls)) == 2, server.log()
+    for url in urls:
+        server.url = url
+        assert tagline(server) == "Notes, served by sharedsock"
+    assert server.stop() == 0
+
+
+def test_no_banner_before_a_bind_that_fails(app_dir, monkeypatch):
+    """"Serving Flask app" is logged by the master once it holds the address, never before
+    an "address already in use"."""
+    for name in CLEARED:
+        monkeypatch.delenv(name, raising=False)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run([FLASK, "--app", "notesapp", "runshared", "--port", str(port)],
+                                cwd=app_dir, capture_output=True, text=True, timeout=DEADLINE * 2,
+                                env={**os.environ, "NOTES_DATA_DIR": str(app_dir.parent / "data")},
+                                stdin=subprocess.DEVNULL, check=False)
+    assert result.returncode == 2, result.stderr
+    assert result.stdout == ""
+    assert result.stderr == f"Error: cannot bind 127.0.0.1:{port}: address already in use\n"

@@ -22,6 +22,7 @@ from sharedsock.config import Config, build_config
 from sharedsock.errors import SharedsockError
 
 BOOT_ENV = "SHAREDSOCK_DJANGO_BOOT"
+ADDRESSES = "{addresses}"  # in the banner: replaced by the bound addresses
 _BOOTSTRAP = (
     "import json, os, sys; "
     f"boot = json.loads(os.environ.pop({BOOT_ENV!r})); "
@@ -30,9 +31,14 @@ _BOOTSTRAP = (
 )
 
 
-def exec_master(config: Config, spec: AppSpec) -> NoReturn:
-    """Replace this process with the master; ``config`` and ``spec`` must already be validated."""
-    boot = {"sys_path": list(sys.path), "config": config.to_dict(), "app": spec.to_dict()}
+def exec_master(config: Config, spec: AppSpec, banner: str = "") -> NoReturn:
+    """Replace this process with the master; ``config`` and ``spec`` must already be validated.
+
+    The master prints ``banner`` on stdout once it has bound every address, so a taken port
+    is never preceded by a "Starting ..." that did not happen.
+    """
+    boot = {"sys_path": list(sys.path), "config": config.to_dict(), "app": spec.to_dict(),
+            "banner": banner}
     env = dict(os.environ)
     env[BOOT_ENV] = json.dumps(boot)
     sys.stdout.flush()
@@ -54,9 +60,16 @@ def main(boot: dict) -> NoReturn:
     """Run the master in the fresh interpreter; exit with its exit code."""
     from sharedsock.runner import run
 
+    banner = boot.get("banner", "")
+
+    def announce(listeners: list) -> None:
+        if banner:
+            addresses = ", ".join(listener.url for listener in listeners)
+            print(banner.replace(ADDRESSES, addresses), flush=True)
+
     try:
         config = build_config(("runshared", boot["config"]))
-        master = run(config, AppSpec.from_dict(boot["app"]))
+        master = run(config, AppSpec.from_dict(boot["app"]), on_bound=announce)
     except SharedsockError as exc:  # e.g. the port is taken: one line, like the checks before exec
         print(f"CommandError: {exc}", file=sys.stderr)
         sys.exit(getattr(exc, "exit_code", 1))

@@ -15,11 +15,12 @@ from flask.cli import NoAppException, ScriptInfo
 from flask.helpers import get_debug_flag
 
 from sharedsock.appspec import AppSpec
-from sharedsock.config import format_config
-from sharedsock.errors import ConfigError, SharedsockError
+from sharedsock.config import format_config, to_log_level, unknown_env_warnings
+from sharedsock.errors import AppLoadError, ConfigError, SharedsockError
 
 from . import discovery
 from .loader import announce_debugger, with_debugger
+from .options import FLASK_ENV_PREFIX
 from .settings import Plan, app_settings, command_line_options, make_plan
 
 LOADER = "sharedsock.integrations.flask.loader:load"
@@ -44,6 +45,7 @@ def run_shared(ctx: click.Context, values: Mapping[str, Any]) -> None:
     """``values`` are click's, by parameter name; exits with the master's exit code."""
     info = ctx.ensure_object(ScriptInfo)
     debug = get_debug_flag()
+    warn_unknown_variables(ctx)
     try:
         given = command_line_options(ctx, values)
         found = find_app(info, given, debug, values["debugger"])
@@ -69,6 +71,15 @@ def print_config(spec: AppSpec, plan: Plan) -> str:
     return "\n".join(lines)
 
 
+def warn_unknown_variables(ctx: click.Context) -> None:
+    """``FLASK_RUNSHARED_WROKERS=4`` would be ignored without a word; name it, and the closest
+    option. ``SHAREDSOCK_*`` variables are checked by the engine when it resolves them."""
+    from sharedsock.runner import warn_once
+
+    known = [param.name for param in ctx.command.params if param.name]
+    warn_once(unknown_env_warnings(prefix=FLASK_ENV_PREFIX, known=known))
+
+
 def find_app(info: ScriptInfo, given: Mapping[str, Any], debug: bool,
              debugger: bool | None) -> FoundApp:
     """Fail now, before binding, if the workers will not find the app."""
@@ -79,12 +90,24 @@ def find_app(info: ScriptInfo, given: Mapping[str, Any], debug: bool,
         app = info.load_app()
         return FoundApp(app.name, app.config.get("SHAREDSOCK"), app)
     try:
-        found = discovery.probe(info.app_import_path, info.set_debug_flag)
+        found = discovery.probe(info.app_import_path, info.set_debug_flag,
+                                show_traceback=_debug_log(given))
     except discovery.NotFound as exc:
         raise NoAppException(str(exc)) from None
     except discovery.LoadFailed as exc:
-        raise click.ClickException(f"the Flask app failed to load: {exc}") from None
+        raise ServerError(AppLoadError(f"the Flask app failed to load: {exc}")) from None
     return FoundApp(found.name, found.settings)
+
+
+def _debug_log(given: Mapping[str, Any]) -> bool:
+    """``--log-level debug`` (or its variables) asked for; known before the app's own settings."""
+    from sharedsock.config import env_values
+
+    level = given.get("log_level") or env_values().get("log_level") or "info"
+    try:
+        return to_log_level(level) == "debug"
+    except ValueError:
+        return False  # reported later, with its source
 
 
 def _refuse_spawn(start_method: str) -> None:
@@ -108,11 +131,12 @@ def app_spec(info: ScriptInfo, found: FoundApp, plan: Plan) -> AppSpec:
 def serve(spec: AppSpec, plan: Plan, debug: bool, built_in_master: bool) -> int:
     """Run the master on this (the main) thread until it stops; returns its exit code."""
     from sharedsock.logs import log
-    from sharedsock.runner import prepare, run
+    from sharedsock.runner import run
 
     config = plan.config
-    try:
-        prepare(config, spec)  # also sets up the error log, so these lines land where the engine's do
+
+    def announce(listeners: list) -> None:
+        """Run by the master once it holds every address: a taken port shows no banner."""
         log.info("Serving Flask app '%s'", spec.name)
         log.info("Debug mode: %s", "on" if debug else "off")
         for note in plan.notes:
@@ -124,7 +148,9 @@ def serve(spec: AppSpec, plan: Plan, debug: bool, built_in_master: bool) -> int:
         if built_in_master and config.reload:
             log.warning("the app was built in the master by FlaskGroup(create_app=...): reloads "
                         "restart the workers but cannot pick up code changes")
-        master = run(config, spec)
+
+    try:
+        master = run(config, spec, on_bound=announce)
     except SharedsockError as exc:
         raise ServerError(exc) from None
     return master.exit_code

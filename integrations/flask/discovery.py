@@ -36,14 +36,19 @@ class NotFound(Exception):
 
 
 class LoadFailed(Exception):
-    """Importing or creating the app raised; the traceback was already printed."""
+    """Importing or creating the app raised; the message is one line naming the user's file."""
 
 
-def probe(app_import_path: str | None, set_debug_flag: bool = True) -> Found:
-    """Load the app in a subprocess the way a worker will; raise NotFound or LoadFailed."""
+def probe(app_import_path: str | None, set_debug_flag: bool = True,
+          show_traceback: bool = False) -> Found:
+    """Load the app in a subprocess the way a worker will; raise NotFound or LoadFailed.
+
+    ``show_traceback`` (``--log-level debug``) prints the app's whole traceback to stderr
+    first; otherwise the one line of ``LoadFailed`` is the whole answer, as from the engine.
+    """
     read_fd, write_fd = os.pipe()
     args = {"app_import_path": app_import_path, "set_debug_flag": set_debug_flag,
-            "sys_path": sys.path, "fd": write_fd}
+            "sys_path": sys.path, "fd": write_fd, "show_traceback": show_traceback}
     try:
         proc = subprocess.Popen([sys.executable, "-c", _PROBE_BOOT, json.dumps(args)],
                                 pass_fds=[write_fd], stdin=subprocess.DEVNULL)
@@ -68,8 +73,6 @@ def probe_main(args: dict[str, Any]) -> None:
     """The subprocess side: ``ScriptInfo.load_app()`` and one JSON line on the pipe."""
     from flask.cli import NoAppException, ScriptInfo
 
-    from sharedsock.logs import format_exception_line
-
     try:
         info = ScriptInfo(app_import_path=args["app_import_path"],
                           set_debug_flag=args["set_debug_flag"], load_dotenv_defaults=False)
@@ -77,13 +80,34 @@ def probe_main(args: dict[str, Any]) -> None:
         result = {"found": True, "name": app.name,
                   "settings": app.config.get("SHAREDSOCK")}
     except NoAppException as exc:
-        result = {"not_found": True, "message": exc.format_message()}
+        cause = _import_error_inside_the_app(exc)
+        if cause is None:
+            result = {"not_found": True, "message": exc.format_message()}
+        else:
+            result = _failure(cause, args)
     except BaseException as exc:  # noqa: BLE001 - anything the app's import raises is reported
-        traceback.print_exc()
-        result = {"message": format_exception_line(exc)}
+        result = _failure(exc, args)
     payload = json.dumps(result, default=repr).encode()
     with os.fdopen(args["fd"], "wb") as pipe:
         pipe.write(payload)
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(0)  # skip atexit hooks and thread joins the app may have set up
+
+
+def _failure(exc: BaseException, args: dict[str, Any]) -> dict[str, Any]:
+    from sharedsock.logs import format_exception_line
+
+    if args.get("show_traceback"):
+        traceback.print_exception(exc)
+    return {"message": format_exception_line(exc)}
+
+
+def _import_error_inside_the_app(exc: Any) -> BaseException | None:
+    """Flask reports an ImportError raised *inside* the app's module (``import requestz``) as
+    NoAppException with the whole traceback in its text; the ImportError itself, kept as the
+    context, makes the one-line answer. A module that is simply not there stays NoAppException."""
+    context = exc.__context__
+    if isinstance(context, ImportError) and exc.format_message().startswith("While importing"):
+        return context
+    return None

@@ -30,6 +30,7 @@ _DEFAULT_TEXT = {
     "bind": f"--host:--port, i.e. {DEFAULT_HOST}:{DEFAULT_PORT}",
     "workers": "CPUs available to this process; 1 with --debug",
     "reload": "on with --debug, else off",
+    "access_log": "- (stdout) with --debug, else off",
 }
 
 
@@ -57,14 +58,14 @@ def flask_params() -> list[click.Parameter]:
         SectionOption(["--debug/--no-debug"], default=None, expose_value=False, callback=_set_debug,
                       help="Set debug mode (as 'flask --debug' does): turns on --reload and the "
                            "Werkzeug debugger with one worker."),
-        SectionOption(["--host", "-h"], default=DEFAULT_HOST, show_default=True,
-                      envvar=FLASK_ENV_PREFIX + "HOST",
-                      help="The interface to bind to (ignored when --bind is given). "
-                           "[env FLASK_RUNSHARED_HOST]"),
-        SectionOption(["--port", "-p"], default=DEFAULT_PORT, type=int, show_default=True,
-                      envvar=FLASK_ENV_PREFIX + "PORT",
+        SectionOption(["--host", "-h"], default=None, envvar=FLASK_ENV_PREFIX + "HOST",
+                      help="The interface to bind to (ignored when --bind is given). [default: "
+                           f"FLASK_RUN_HOST, as for 'flask run', else {DEFAULT_HOST}; "
+                           "env FLASK_RUNSHARED_HOST]"),
+        SectionOption(["--port", "-p"], default=None, type=int, envvar=FLASK_ENV_PREFIX + "PORT",
                       help="The port to bind to (ignored when --bind is given); 0 picks a free one. "
-                           "[env FLASK_RUNSHARED_PORT]"),
+                           f"[default: FLASK_RUN_PORT, as for 'flask run', else {DEFAULT_PORT}; "
+                           "env FLASK_RUNSHARED_PORT]"),
         SectionOption(["--debugger/--no-debugger"], default=None, envvar=FLASK_ENV_PREFIX + "DEBUGGER",
                       help="Wrap the app in the Werkzeug debugger. By default it is on with --debug "
                            "unless a worker count is given (--workers, its environment variables "
@@ -93,7 +94,19 @@ def engine_param(option: Option) -> click.Option:
         if option.multiple:
             kwargs["multiple"] = True
             kwargs["default"] = ()
+            kwargs["type"] = EngineListItem(option)
     return SectionOption([*decls, option.name], **kwargs)
+
+
+class EngineListItem(click.types.StringParamType):
+    """One item of a list option; its environment variable is split as the engine splits
+    ``SHAREDSOCK_*`` (click would split at whitespace only, so ``a,b`` would stay one item)."""
+
+    def __init__(self, option: Option) -> None:
+        self.option = option
+
+    def split_envvar_value(self, rv: str) -> tuple[str, ...]:
+        return self.option.split_text(rv)
 
 
 def build_params() -> list[click.Parameter]:

@@ -6,24 +6,26 @@ Precedence, highest first:
 2. ``FLASK_RUNSHARED_WORKERS`` (specific to this command, so it beats...),
 3. ``SHAREDSOCK_WORKERS`` (read by every sharedsock front end),
 4. ``app.config["SHAREDSOCK"] = {"workers": 4}`` (the app's own defaults),
-5. the defaults of ``flask runshared``: ``--host``/``--port`` (127.0.0.1:5000), and with
-   ``--debug`` reload on and one worker, then the engine's defaults.
+5. the defaults of ``flask runshared``: the address from ``FLASK_RUN_HOST``/``FLASK_RUN_PORT``
+   (what ``flask run`` reads; 127.0.0.1:5000 without them), with ``--debug`` reload on, one
+   worker and the access log on stdout, then the engine's defaults.
 
-``--host``/``--port`` form a bind at the level they were given at, and
-``--bind`` given at the same level replaces them. Every value is parsed with
-the engine's own converter and labelled with where it came from, so an error
-says ``FLASK_RUNSHARED_WORKERS: expected an integer, got 'x'``.
+``--host``/``--port`` form a bind at the level they were given at (the one not given comes
+from level 5), and ``--bind`` given at the same level replaces them. Every value is parsed
+with the engine's own converter and labelled with where it came from, so an error says
+``FLASK_RUNSHARED_WORKERS: expected an integer, got 'x'``.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Any, Mapping
 
 import click
 from click.core import ParameterSource
 
-from sharedsock.config import OPTIONS, OPTIONS_BY_NAME, Config, env_values
+from sharedsock.config import OPTIONS, OPTIONS_BY_NAME, Config, env_values, to_int
 from sharedsock.errors import ConfigError
 from sharedsock.runner import resolve
 
@@ -49,12 +51,32 @@ def command_line_options(ctx: click.Context, values: Mapping[str, Any]) -> dict[
         label = flask_env(option) if source is ParameterSource.ENVIRONMENT else option.flag
         given[option.name] = option.parse(raw, label)
     if "bind" not in given and (_given(ctx, "host") or _given(ctx, "port")):
-        given["bind"] = (host_port(values["host"], values["port"]),)
+        host = values["host"] if _given(ctx, "host") else default_host()
+        port = values["port"] if _given(ctx, "port") else default_port()
+        given["bind"] = (host_port(host, port),)
     extra = values.get("extra_files")
     if extra:
         files = tuple(given.get("reload_extra_files", ())) + tuple(extra)
         given["reload_extra_files"] = OPTIONS_BY_NAME["reload_extra_files"].parse(files, "--extra-files")
     return given
+
+
+def default_host() -> str:
+    """``flask run`` users set FLASK_RUN_HOST (often in .flaskenv); it means the same here."""
+    return os.environ.get("FLASK_RUN_HOST", "").strip() or DEFAULT_HOST
+
+
+def default_port() -> int:
+    raw = os.environ.get("FLASK_RUN_PORT", "").strip()
+    if not raw:
+        return DEFAULT_PORT
+    try:
+        port = to_int(raw)
+    except ValueError as exc:
+        raise ConfigError(f"FLASK_RUN_PORT: {exc}") from None
+    if not 0 <= port <= 65535:
+        raise ConfigError(f"FLASK_RUN_PORT: expected a port number (0-65535), got {raw!r}")
+    return port
 
 
 def host_port(host: str, port: int) -> str:
@@ -98,9 +120,10 @@ def make_plan(given: Mapping[str, Any], settings: Mapping[str, Any], debug: bool
     """Layer the options, then decide about the debugger, which only works in one process."""
     workers_given = "workers" in given or "workers" in settings or "workers" in env_values()
     wants_debugger = debug if debugger is None else debugger
-    defaults: dict[str, Any] = {"bind": (f"{DEFAULT_HOST}:{DEFAULT_PORT}",)}
+    defaults: dict[str, Any] = {"bind": (host_port(default_host(), default_port()),)}
     if debug:
         defaults["reload"] = True
+        defaults["access_log"] = "-"  # requests on the console, as `flask run` shows them
     if wants_debugger and not workers_given:
         defaults["workers"] = 1
     config = resolve(dict(given), source="command line", defaults={**defaults, **settings})

@@ -20,16 +20,17 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import connections
 
 import sharedsock
-from sharedsock.appspec import AppSpec, library_prefixes
-from sharedsock.cli import add_option_arguments, given_options
+from sharedsock.appspec import AppSpec
+from sharedsock.cli import add_option_arguments, given_options, parse_suggesting
 from sharedsock.config import Config, format_config
 from sharedsock.errors import ConfigError
+from sharedsock.frames import library_prefixes
 from sharedsock.listeners import parse_bind
 from sharedsock.logs import format_exception_line
 from sharedsock.runner import prepare, resolve
 
 from ...binds import addrport_to_bind
-from ...handover import exec_master
+from ...handover import ADDRESSES, exec_master
 from ...loader import LOADER
 
 CONFIG_ERROR = 2  # sharedsock's exit code for configuration problems, used for every refusal here
@@ -49,6 +50,7 @@ class Command(BaseCommand):
     def create_parser(self, prog_name: str, subcommand: str, **kwargs: Any) -> CommandParser:
         parser = super().create_parser(prog_name, subcommand, **kwargs)
         parser.error = _one_line_error(parser)  # type: ignore[method-assign]
+        parser.parse_args = _suggesting(parser)  # type: ignore[method-assign]
         return parser
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -92,8 +94,7 @@ class Command(BaseCommand):
             self.run_checks(config)
         self.check_migrations()
         connections.close_all()  # what the checks opened, as runserver does; exec must not inherit them
-        self.banner(config)
-        exec_master(config, spec)
+        exec_master(config, spec, banner=self.banner(config))  # shown once the master has bound
 
     def run_checks(self, config: Config) -> None:
         """System checks; code that does not even import is fatal only without --reload.
@@ -123,6 +124,8 @@ class Command(BaseCommand):
             raise ConfigError("settings.SHAREDSOCK must be a dict of sharedsock options, "
                               "e.g. {'workers': 4}")
         defaults = {"reload": bool(settings.DEBUG), **user}
+        if settings.DEBUG:
+            defaults = {"access_log": "-", **defaults}  # requests on the console, as runserver shows
         given = given_options(argparse.Namespace(**options))
         binds = self.binds(options)
         if binds:
@@ -164,14 +167,24 @@ class Command(BaseCommand):
                              "static": static},
                        name=settings.WSGI_APPLICATION or "django")
 
-    def banner(self, config: Config) -> None:
+    def banner(self, config: Config) -> str:
+        """runserver's start-up lines; ``{addresses}`` becomes the bound addresses."""
         import django
 
-        self.stdout.write(
+        return (
             f"Django version {django.get_version()}, using settings {settings.SETTINGS_MODULE!r}\n"
-            f"Starting sharedsock {sharedsock.__version__}: {config.workers} worker(s), "
+            f"Starting sharedsock {sharedsock.__version__} at {ADDRESSES}: {config.workers} worker(s), "
             f"start method {config.start_method}, reload {'on' if config.reload else 'off'}\n"
             "Quit the server with CONTROL-C.")
+
+
+def _suggesting(parser: CommandParser) -> Callable[..., argparse.Namespace]:
+    """A misspelt flag is named with the flag it was probably meant to be, as by ``sharedsock``."""
+
+    def parse_args(args: Any = None, namespace: Any = None) -> argparse.Namespace:
+        return parse_suggesting(parser, args, namespace)
+
+    return parse_args
 
 
 def _one_line_error(parser: CommandParser) -> Callable[[str], None]:
