@@ -63,6 +63,7 @@ class Master:
         self.boot_failures = 0
         self.next_spawn = 0.0
         self.ever_ready = False
+        self.announced = False
         self.quick_crashes = 0  # workers in a row that died within CRASH_WINDOW of booting
         self.crash_reminder = 0.0
         self.last_crash = 0.0
@@ -92,16 +93,25 @@ class Master:
             self._install_signals()
             set_process_title(f"sharedsock: master [{config.proc_name or self.spec.name}]")
             log.info("sharedsock %s, master pid %d", __version__, os.getpid())
-            for listener in self.listeners:
-                log.info("Listening at: %s (%d)", listener.url, os.getpid())
-            log.info("Start method: %s, %d worker(s), %d thread(s) each", config.start_method,
-                     self.target_workers, config.threads)
+            if self.spec.app is not None:  # preloaded: the app is known to import
+                self._announce()
             for path in config.reload_extra_files:
                 self._watch(path)
             self._loop()
         finally:
             self._cleanup()
         return self.exit_code
+
+    def _announce(self) -> None:
+        """The addresses, once the app is known to load (its first worker is ready): an app
+        that cannot be imported gives its error with no "Listening at" before it."""
+        if self.announced:
+            return
+        self.announced = True
+        for listener in self.listeners:
+            log.info("Listening at: %s (%d)", listener.url, os.getpid())
+        log.info("Start method: %s, %d worker(s), %d thread(s) each", self.config.start_method,
+                 self.target_workers, self.config.threads)
 
     def _preload(self) -> None:
         try:
@@ -286,6 +296,7 @@ class Master:
                 w.ready_at = w.last_beat = now
                 self.ever_ready = True
                 self.boot_failures = 0
+                self._announce()
                 log.info("Booted worker %d (generation %d)", w.pid, w.generation)
             elif kind == "retire":
                 w.leaving = True
@@ -408,6 +419,7 @@ class Master:
         if self.config.reload:
             if not self.broken:
                 log.error("app failed to load: %s; waiting for a file change", reason)
+                self._announce()  # the server is up, and recovers once the file is fixed
             self.broken = True
             return
         if not serving and (not self.ever_ready or code in (EXIT_APP_LOAD_FAILED, EXIT_BOOT_FAILED)):

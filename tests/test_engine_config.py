@@ -369,9 +369,10 @@ def test_reload_sees_an_edit_made_before_the_master_read_the_file_list(start_ser
             start_response("200 OK", [("Content-Type", "text/plain")])
             return [b"version one"]
     """))
-    server = start_server(["--bind", "127.0.0.1:0", "--reload", "reloadrace:app"], cwd=tmp_path,
-                          wait=False, env={"PYTHONDONTWRITEBYTECODE": "1"})
-    server.url = server.wait_log(r"Listening at: (\S+)")[0].group(1)
+    sock_path = tmp_path / "race.sock"  # known before the banner, which waits for the worker
+    server = start_server(["--bind", f"unix:{sock_path}", "--reload", "reloadrace:app"],
+                          cwd=tmp_path, wait=False, env={"PYTHONDONTWRITEBYTECODE": "1"})
+    server.url = f"unix:{sock_path}"
     wait_for(marker.exists, message="the worker to import the app")
     server.send(signal.SIGSTOP)  # the master, not its worker
     try:

@@ -194,6 +194,16 @@ def test_broken_app_stops_master_with_reason(start_server, start_method):
     assert "broken_app.py, line 3" in log
     assert "Traceback" not in log
     assert log.count("Booted worker") == 0
+    assert "Listening at" not in log  # the error comes with no banner saying it serves
+
+
+def test_broken_app_under_reload_says_where_it_listens_after_the_error(start_server, start_method):
+    server = start_server(["--bind", "127.0.0.1:0", "--start-method", start_method, "--reload",
+                           "broken_app:app"], wait=False)
+    server.wait_log("Listening at")
+    log = server.log()
+    assert log.index("app failed to load") < log.index("Listening at")
+    assert server.stop() == 0
 
 
 def test_missing_module_is_one_line_exit_2(start_server, start_method):
