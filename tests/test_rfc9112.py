@@ -323,3 +323,13 @@ def test_live_oversized_chunk_is_413_before_any_data(endpoint, server):
         status, headers, _ = reader.next()
         assert (status, headers["connection"]) == (413, "close")
         assert reader.closed()
+
+
+@pytest.mark.parametrize("framing", [b"Content-Length: 2\r\n\r\nhi", b"Transfer-Encoding: chunked\r\n\r\n2\r\nhi\r\n0\r\n\r\n"])
+def test_ignored_upgrade_keeps_its_body(framing):
+    """RFC 9110 7.8: a server that ignores Upgrade reads the body as usual (llhttp would skip it)."""
+    raw = b"POST / HTTP/1.1\r\n" + H + b"Connection: Upgrade\r\nUpgrade: websocket\r\n" + framing
+    for feed in FEEDS:
+        requests, error, _ = run(RequestParser(), FEEDS[feed](raw + b"GET /next HTTP/1.1\r\n" + H + b"\r\n"))
+        assert error is None, feed
+        assert [(r["body"], r["keep_alive"]) for r in requests] == [(b"hi", False)], feed

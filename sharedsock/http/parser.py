@@ -131,6 +131,7 @@ class RequestParser:
         self._current: RequestHead | None = None  # the request whose body is being read
         self._state = _NO_BODY
         self._remaining = 0  # bytes left of the Content-Length body or of the current chunk
+        self._length_by_llhttp = True
         self._pending = b""  # a partial chunk-size or trailer line
         self._reset_message()
 
@@ -160,12 +161,12 @@ class RequestParser:
                 state = self._state
                 if state == _NO_BODY:
                     data = self._feed_head(data)
-                    if self._paused:
-                        break
                 elif state == _LENGTH:
                     data = self._feed_length(data)
                 else:
                     data = self._feed_chunked(data)
+                if self._paused:
+                    break
         except ProtocolError as error:
             self._failed = True
             events.append((ERROR, error))
@@ -257,9 +258,11 @@ class RequestParser:
             self._state = _CHUNK_SIZE
             self._pending = b""
         elif request.content_length:
-            # llhttp counts the bytes with us, so it ends the message where we do.
+            # llhttp counts the bytes with us, so it ends the message where we do; unless it
+            # took the request for an upgrade and stopped: then the count is ours alone.
             self._state = _LENGTH
             self._remaining = request.content_length
+            self._length_by_llhttp = not self._stale
         else:
             if not self._message_done:
                 self._stale = True
@@ -403,15 +406,19 @@ class RequestParser:
 
     def _feed_length(self, data: bytes) -> bytes:
         left = self._remaining
+        whole = len(data) <= left
+        piece = data if whole else data[:left]
+        if self._length_by_llhttp:
+            self._feed_llhttp(piece)
+        else:
+            self._events.append((DATA, piece))
         if len(data) < left:
             self._remaining = left - len(data)
-            self._feed_llhttp(data)
             return b""
-        self._feed_llhttp(data if len(data) == left else data[:left])
-        if not self._message_done:
+        if self._length_by_llhttp and not self._message_done:
             raise ProtocolError(400, "malformed request body")  # cannot happen: llhttp counts too
         self._finish()
-        return data[left:]
+        return b"" if whole else data[left:]
 
     def _feed_chunked(self, data: bytes) -> bytes:
         events = self._events
