@@ -1,9 +1,9 @@
 """Sans-I/O HTTP/1.1 request parser: bytes in, events out.
 
 llhttp (through httptools) parses each request head and is strict about its
-syntax; it is fed the head and nothing else. Bodies are framed here: a
-Content-Length body is a byte count, and chunked framing is decoded by a small
-state machine, because llhttp refuses chunk extensions with the whitespace RFC
+syntax; it is fed the head and, for a Content-Length body, exactly that many
+bytes, so it always stops where we do. Chunked framing is decoded here by a
+small state machine, because llhttp refuses chunk extensions with the whitespace RFC
 9112 7.1.1 allows and cannot refuse an oversized chunk before its data
 arrives. The rest is policy llhttp leaves to us: limits, versions, request
 target and Host syntax, Transfer-Encoding lists, trailers, and the rule that
@@ -138,7 +138,7 @@ class RequestParser:
     def _new_llhttp(self) -> httptools.HttpRequestParser:
         parser = httptools.HttpRequestParser(self)
         # "chunked," is a valid list (RFC 9110 5.6.1.2) that llhttp refuses; the
-        # codings are checked in on_headers_complete, and llhttp never sees a body.
+        # codings are checked in on_headers_complete, and llhttp never sees a chunked body.
         parser.set_dangerous_leniencies(lenient_transfer_encoding=True)
         return parser
 
