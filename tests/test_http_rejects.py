@@ -84,7 +84,8 @@ MALFORMED = [
     ("too many fields", b"GET / HTTP/1.1\r\n" + H + b"".join(b"X-%d: v\r\n" % i for i in range(10)) + b"\r\n", 431),
     ("field too large", b"GET / HTTP/1.1\r\n" + H + b"X-Big: " + b"v" * 300 + b"\r\n\r\n", 431),
     ("declared body too large", b"POST /digest HTTP/1.1\r\n" + H + b"Content-Length: 1001\r\n\r\n" + b"x" * 1001, 413),
-    ("unsupported transfer coding", b"POST / HTTP/1.1\r\n" + H + b"Transfer-Encoding: gzip\r\n\r\n", 501),
+    ("transfer coding without chunked last", b"POST / HTTP/1.1\r\n" + H + b"Transfer-Encoding: gzip\r\n\r\n", 400),
+    ("unsupported transfer coding", b"POST / HTTP/1.1\r\n" + H + b"Transfer-Encoding: gzip, chunked\r\n\r\n", 501),
     ("CONNECT", b"CONNECT test:443 HTTP/1.1\r\n" + H + b"\r\n", 501),
     ("unknown expectation", b"GET / HTTP/1.1\r\n" + H + b"Expect: teapot\r\n\r\n", 417),
 ]

@@ -88,7 +88,7 @@ INVALID = [
     ("response instead of request", b"HTTP/1.1 200 OK\r\n\r\n", 400),
     ("bad method token", b"G@T / HTTP/1.1\r\n" + H + b"\r\n", 400),
     ("lower-case protocol", b"GET / http/1.1\r\n" + H + b"\r\n", 400),
-    ("missing version", b"GET /\r\n" + H + b"\r\n", 505),
+    ("missing version", b"GET /\r\n" + H + b"\r\n", 400),
     ("unsupported version 2.0", b"GET / HTTP/2.0\r\n" + H + b"\r\n", 505),
     ("invalid version 1.2", b"GET / HTTP/1.2\r\n" + H + b"\r\n", 400),
     ("space inside target", b"GET /a b HTTP/1.1\r\n" + H + b"\r\n", 400),
@@ -137,11 +137,11 @@ INVALID = [
     ("chunked in http/1.0", b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400),
     ("vertical tab before chunked", b"POST / HTTP/1.1\r\n" + H + b"Transfer-Encoding: \x0bchunked\r\n\r\n0\r\n\r\n", 400),
     ("empty Transfer-Encoding", b"POST / HTTP/1.1\r\n" + H + b"Transfer-Encoding:\r\n\r\n", 400),
-    ("unsupported coding gzip", b"POST / HTTP/1.1\r\n" + H + b"Transfer-Encoding: gzip\r\n\r\n", 501),
+    ("coding other than chunked last", b"POST / HTTP/1.1\r\n" + H + b"Transfer-Encoding: gzip\r\n\r\n", 400),
     ("unsupported coding before chunked",
      b"POST / HTTP/1.1\r\n" + H + b"Transfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n", 501),
-    ("identity coding", b"POST / HTTP/1.1\r\n" + H + b"Transfer-Encoding: identity\r\n\r\n", 501),
-    ("look-alike coding", b"POST / HTTP/1.1\r\n" + H + b"Transfer-Encoding: xchunked\r\n\r\n0\r\n\r\n", 501),
+    ("identity coding", b"POST / HTTP/1.1\r\n" + H + b"Transfer-Encoding: identity\r\n\r\n", 400),
+    ("look-alike coding", b"POST / HTTP/1.1\r\n" + H + b"Transfer-Encoding: xchunked\r\n\r\n0\r\n\r\n", 400),
 ]
 
 CHUNKED_HEAD = b"POST / HTTP/1.1\r\n" + H + b"Transfer-Encoding: chunked\r\n\r\n"

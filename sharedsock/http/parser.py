@@ -1,9 +1,13 @@
 """Sans-I/O HTTP/1.1 request parser: bytes in, events out.
 
-llhttp (through httptools) does the byte-level work and is strict about
-syntax. What it leaves to us is framing policy and limits: header counts and
-sizes, HTTP versions, Transfer-Encoding codings, trailers, and the rule that
-nothing after an invalid request is ever served. Keeping that here, away from
+llhttp (through httptools) parses each request head and is strict about its
+syntax; it is fed the head and, for a Content-Length body, exactly that many
+bytes, so it always stops where we do. Chunked framing is decoded here by a
+small state machine, because llhttp refuses chunk extensions with the whitespace RFC
+9112 7.1.1 allows and cannot refuse an oversized chunk before its data
+arrives. The rest is policy llhttp leaves to us: limits, versions, request
+target and Host syntax, Transfer-Encoding lists, trailers, and the rule that
+nothing after an invalid request is ever served. Keeping it all here, away from
 sockets, lets the tests feed a request whole, byte by byte or in random pieces.
 """
 
@@ -67,10 +71,36 @@ _SUPPORTED_VERSIONS = ("1.1", "1.0")
 _FRAMING_NAME_LENGTHS = frozenset(len(n) for n in (b"host", b"expect", b"content-length",
                                                     b"transfer-encoding"))
 _METHOD_NAMES = {m.encode(): m for m in ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS")}
-_ABSOLUTE_FORM = re.compile(rb"[A-Za-z][A-Za-z0-9+.-]*://[^/?#]")
 # The partial head of the chunk in which a request began is counted whole, so
 # allow one receive buffer of slack on top of the exact bound.
 _SLACK = 65536
+
+# RFC 3986 authority pieces, as byte sets for bytes.translate (deleting the allowed
+# bytes leaves nothing exactly when every byte is allowed).
+_UNRESERVED_SUB_DELIMS = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~!$&'()*+,;="
+_REG_NAME = _UNRESERVED_SUB_DELIMS + b"%"
+_IPV6 = b"0123456789ABCDEFabcdef:."
+_PCT = re.compile(rb"%(?![0-9A-Fa-f]{2})")  # a '%' not starting a pct-encoded octet
+_IPV_FUTURE = re.compile(rb"[vV][0-9A-Fa-f]+\.[" + re.escape(_UNRESERVED_SUB_DELIMS) + rb":]+")
+_ABSOLUTE_FORM = re.compile(rb"[A-Za-z][A-Za-z0-9+.-]*://([^/?#]*)")
+
+_TOKEN = rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
+_QUOTED = rb'"(?:[\t \x21\x23-\x5b\x5d-\x7e\x80-\xff]|\\[\t \x21-\x7e\x80-\xff])*"'
+# RFC 9112 7.1 and 7.1.1: chunk-size [ chunk-ext ] CRLF, with BWS around ';' and '='.
+_CHUNK_LINE = re.compile(rb"([0-9A-Fa-f]+)(?:[ \t]*;[ \t]*" + _TOKEN + rb"(?:[ \t]*=[ \t]*(?:" + _TOKEN
+                         + rb"|" + _QUOTED + rb"))?)*\r\n")
+_HEX = b"0123456789ABCDEFabcdef"
+_FIELD_LINE = re.compile(rb"(" + _TOKEN + rb"):[ \t]*[\t \x21-\x7e\x80-\xff]*\r\n")
+_FRAMING_TRAILERS = frozenset((b"content-length", b"transfer-encoding"))
+_MAX_CHUNK_DIGITS = 16  # beyond 64 bits another parser could wrap around: never a size we accept
+
+# Body framing states.
+_NO_BODY = 0
+_LENGTH = 1
+_CHUNK_SIZE = 2  # reading a chunk-size line
+_CHUNK_DATA = 3
+_CHUNK_CRLF = 4  # the CRLF that ends a chunk's data
+_TRAILERS = 5
 
 
 class RequestParser:
@@ -85,14 +115,32 @@ class RequestParser:
     def __init__(self, limits: Limits = Limits()) -> None:
         self._limits = limits
         self._max_head = limits.head_bytes + _SLACK
-        self._parser = httptools.HttpRequestParser(self)
+        self._parser = self._new_llhttp()
+        self._stale = False  # llhttp saw a head whose message it never finished: replace it
         self._events: list = []
         self._error: ProtocolError | None = None
         self._failed = False
         self._paused = False  # after an upgrade request: nothing more is parsed
+        self._closing = False  # the last request closes the connection: nothing may follow it
         self._in_head = False
         self._head_bytes = 0
+        self._tail = b""  # the last bytes of a head still arriving, to find a CRLFCRLF split in two
+        self._line: bytes | None = b""  # the request line while it arrives in pieces; None once whole
+        self._line_length = -1
+        self._head: RequestHead | None = None  # set by on_headers_complete
+        self._current: RequestHead | None = None  # the request whose body is being read
+        self._state = _NO_BODY
+        self._remaining = 0  # bytes left of the Content-Length body or of the current chunk
+        self._length_by_llhttp = True
+        self._pending = b""  # a partial chunk-size or trailer line
         self._reset_message()
+
+    def _new_llhttp(self) -> httptools.HttpRequestParser:
+        parser = httptools.HttpRequestParser(self)
+        # "chunked," is a valid list (RFC 9110 5.6.1.2) that llhttp refuses; the
+        # codings are checked in on_headers_complete, and llhttp never sees a chunked body.
+        parser.set_dangerous_leniencies(lenient_transfer_encoding=True)
+        return parser
 
     def _reset_message(self) -> None:
         self._url = b""
@@ -100,7 +148,7 @@ class RequestParser:
         self._headers: list[tuple[bytes, bytes]] = []
         self._header_count = 0
         self._body_bytes = 0
-        self._in_trailers = False
+        self._message_done = False  # llhttp's view: the message ended with its head
 
     # -- public API --------------------------------------------------------
 
@@ -108,24 +156,20 @@ class RequestParser:
         if self._failed or self._paused:
             return []
         events = self._events = []
-        if self._in_head:
-            self._head_bytes += len(data)
         try:
-            self._parser.feed_data(data)
-        except httptools.HttpParserUpgrade:
-            # WSGI cannot hand the raw stream to the app: serve the request,
-            # then close (RequestHead.keep_alive is False for upgrades).
-            self._paused = True
-        except httptools.HttpParserError as exc:
+            while data:
+                state = self._state
+                if state == _NO_BODY:
+                    data = self._feed_head(data)
+                elif state == _LENGTH:
+                    data = self._feed_length(data)
+                else:
+                    data = self._feed_chunked(data)
+                if self._paused:
+                    break
+        except ProtocolError as error:
             self._failed = True
-            events.append((ERROR, self._error or ProtocolError(400, _describe(exc))))
-            return events
-        if self._in_head and self._head_bytes > self._max_head:
-            self._failed = True
-            if not self._headers and len(self._url) > self._limits.request_line:
-                events.append((ERROR, ProtocolError(414, "request line too long")))
-            else:
-                events.append((ERROR, ProtocolError(431, "request header section too large")))
+            events.append((ERROR, error))
         return events
 
     def request_line_environ(self) -> dict[str, str]:
@@ -146,12 +190,120 @@ class RequestParser:
         """True while a request head has begun but not finished arriving."""
         return self._in_head
 
+    # -- the head ----------------------------------------------------------
+
+    def _feed_head(self, data: bytes) -> bytes:
+        """Feed llhttp the head's bytes (never more); returns what follows the head."""
+        if not self._in_head:
+            if data[0] in b"\r\n":
+                # RFC 9112 2.2: empty lines before a request line are ignored.
+                data = data.lstrip(b"\r\n")
+                if not data:
+                    return data
+            if self._closing:
+                raise ProtocolError(400, "request after one that closes the connection")
+            if self._stale:
+                self._parser = self._new_llhttp()
+                self._stale = False
+            end = data.find(b"\r\n\r\n")
+            if end != -1:  # the common case: a whole head in one piece
+                self._line_length = data.find(b"\r\n")
+                end += 4
+                return self._head_done(data, end, data if end == len(data) else data[:end])
+            self._in_head = True
+            self._head_bytes = 0
+            self._tail = b""
+            self._line = b""
+            self._line_length = -1
+            end = -1
+        else:
+            tail = self._tail
+            end = (tail + data).find(b"\r\n\r\n")
+            if end != -1:
+                end += 4 - len(tail)
+        head = data if end == -1 or end == len(data) else data[:end]
+        line_error = self._take_request_line(head) if self._line is not None else ""
+        self._feed_llhttp(head)
+        if line_error:
+            raise ProtocolError(400, line_error)
+        if end != -1:
+            self._in_head = False
+            return self._head_done(data, end, None)
+        self._head_bytes += len(data)
+        if self._head_bytes > self._max_head:
+            if self._line is not None and len(self._url) > self._limits.request_line:
+                raise ProtocolError(414, "request line too long")
+            raise ProtocolError(431, "request header section too large")
+        self._tail = (self._tail + data)[-3:]
+        return b""
+
+    def _feed_llhttp(self, data: bytes) -> None:
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            # WSGI cannot hand the raw stream to the app: serve the request,
+            # then close (RequestHead.keep_alive is False for upgrades).
+            self._stale = True
+        except httptools.HttpParserError as exc:
+            raise self._error or ProtocolError(400, _describe(exc)) from None
+
+    def _head_done(self, data: bytes, end: int, head: bytes | None) -> bytes:
+        """The head ended at ``end`` in ``data`` (``head``: its bytes, still to be fed to llhttp)."""
+        if head is not None:
+            try:
+                self._parser.feed_data(head)
+            except httptools.HttpParserUpgrade:
+                self._stale = True
+            except httptools.HttpParserError as exc:
+                raise self._error or ProtocolError(400, _describe(exc)) from None
+        request = self._head
+        if request is None:  # llhttp and we disagree on where the head ends: trust neither
+            raise ProtocolError(400, "malformed request head")
+        self._head = None
+        self._current = request
+        if request.chunked:
+            # Decoded here, not by llhttp: the next head needs a fresh llhttp.
+            self._stale = True
+            self._state = _CHUNK_SIZE
+            self._pending = b""
+        elif request.content_length:
+            # llhttp counts the bytes with us, so it ends the message where we do; unless it
+            # took the request for an upgrade and stopped: then the count is ours alone.
+            self._state = _LENGTH
+            self._remaining = request.content_length
+            self._length_by_llhttp = not self._stale
+        else:
+            if not self._message_done:
+                self._stale = True
+            self._events.append((END, None))
+            if request.upgrade:
+                self._paused = True
+            elif not request.keep_alive:
+                self._closing = True
+        return data[end:] if end != len(data) else b""
+
+    def _take_request_line(self, data: bytes) -> str:
+        """Collect the request line of a head arriving in pieces; a reason to refuse it, or "".
+
+        llhttp reads a line without a version as HTTP/0.9 and then waits for
+        header fields that will never come; RFC 9112 3 asks for a 400 at once.
+        """
+        end = data.find(b"\n")
+        if end == -1:
+            if len(self._line) <= self._limits.request_line:
+                self._line += data
+            return ""
+        line = self._line + data[:end + 1]
+        self._line = None
+        self._line_length = len(line) - 2
+        if line[-11:-5] != b" HTTP/" or line[-2:-1] != b"\r":
+            return "request line without an HTTP version"
+        return ""
+
     # -- httptools callbacks -----------------------------------------------
 
     def on_message_begin(self) -> None:
         self._reset_message()
-        self._in_head = True
-        self._head_bytes = 0
 
     def on_url(self, piece: bytes) -> None:
         self._url += piece
@@ -167,24 +319,30 @@ class RequestParser:
             self._fail(431, "too many header fields")
         if len(name) + len(value) + 2 > self._limits.request_field_size:
             self._fail(431, "header field too large")
-        if self._in_trailers:
-            return  # trailers are counted against the limits, never shown to the app
         self._headers.append((name, value.strip(b" \t")))
 
     def on_headers_complete(self) -> None:
         parser = self._parser
+        method = parser.get_method()
+        target = self._url
+        if self._line_length != len(method) + len(target) + 10:
+            # llhttp takes a missing version for HTTP/0.9, and any run of spaces as one.
+            self._fail(400, "request line is not 'method SP target SP HTTP-version'")
         version = parser.get_http_version()
         if version not in _SUPPORTED_VERSIONS:
             self._fail(505, f"HTTP/{version} is not supported")
-        method = parser.get_method()
         if method == b"CONNECT":
             self._fail(501, "CONNECT is not supported")
-        target = self._url
-        if target[:1] != b"/" and not _ABSOLUTE_FORM.match(target) \
-                and not (target == b"*" and method == b"OPTIONS"):
-            self._fail(400, "invalid request target")
+        if target[:1] != b"/":
+            if target == b"*":
+                if method != b"OPTIONS":
+                    self._fail(400, "'*' is a request target for OPTIONS only")
+            else:
+                absolute = _ABSOLUTE_FORM.match(target)
+                if absolute is None or not absolute.group(1) or not valid_host(absolute.group(1)):
+                    self._fail(400, "invalid request target")
         content_length: int | None = None
-        codings: list[bytes] = []
+        codings: list[bytes] | None = None
         expect_continue = False
         hosts = 0
         for name, value in self._headers:
@@ -193,28 +351,32 @@ class RequestParser:
             lname = name.lower()
             if lname == b"host":
                 hosts += 1
+                if not (_HOSTS.get(value) or valid_host(value)):
+                    self._fail(400, "invalid Host header")
             elif lname == b"content-length":
-                # llhttp already rejects duplicates and non-digits.
+                # llhttp already rejects duplicates, lists and non-digits.
                 content_length = int(value)
             elif lname == b"transfer-encoding":
-                codings.extend(c.strip(b" \t").lower() for c in value.split(b","))
+                if codings is None:
+                    codings = []
+                codings.extend(_list_elements(value))
             elif lname == b"expect":
-                if value.lower() != b"100-continue":
-                    self._fail(417, "only 'Expect: 100-continue' is supported")
-                expect_continue = version == "1.1"  # RFC 9110 10.1.1: ignored from HTTP/1.0
+                for expectation in _list_elements(value):
+                    if expectation != b"100-continue":
+                        self._fail(417, "only 'Expect: 100-continue' is supported")
+                    expect_continue = version == "1.1"  # RFC 9110 10.1.1: ignored from HTTP/1.0
         if hosts > 1 or (hosts == 0 and version == "1.1"):
             # RFC 9112 3.2: two Hosts are ambiguous, and HTTP/1.1 requires one.
             self._fail(400, "exactly one Host header is required")
         chunked = False
-        if codings:
+        if codings is not None:
             if version == "1.0":
                 self._fail(400, "Transfer-Encoding is not allowed in HTTP/1.0")
             if content_length is not None:
                 self._fail(400, "both Content-Length and Transfer-Encoding")
-            if codings[-1] != b"chunked" or codings.count(b"chunked") != 1:
-                if b"chunked" in codings or not all(codings):
-                    self._fail(400, "chunked must be the last transfer coding, exactly once")
-                self._fail(501, "unsupported Transfer-Encoding")
+            if not codings or codings[-1] != b"chunked" or codings.count(b"chunked") != 1:
+                # RFC 9112 6.3: the body length cannot be determined; 400, then close.
+                self._fail(400, "chunked must be the last transfer coding, exactly once")
             if len(codings) > 1:
                 self._fail(501, "unsupported Transfer-Encoding")
             chunked = True
@@ -222,26 +384,186 @@ class RequestParser:
         if limit and content_length is not None and content_length > limit:
             self._fail(413, "request body too large")
         upgrade = parser.should_upgrade()
-        head = RequestHead(_METHOD_NAMES.get(method) or method.decode("ascii"), self._url, version,
+        head = RequestHead(_METHOD_NAMES.get(method) or method.decode("ascii"), target, version,
                            self._headers, parser.should_keep_alive() and not upgrade,
                            content_length, chunked, expect_continue, upgrade)
-        self._in_head = False
-        self._in_trailers = True
+        self._head = head
         self._events.append((HEAD, head))
 
     def on_body(self, data: bytes) -> None:
-        self._body_bytes += len(data)
-        limit = self._limits.request_body
-        if limit and self._body_bytes > limit:
-            self._fail(413, "request body too large")
+        if self._state != _LENGTH:
+            self._fail(400, "malformed request head")  # llhttp is fed no other body
         self._events.append((DATA, data))
 
     def on_message_complete(self) -> None:
-        self._events.append((END, None))
+        self._message_done = True
 
     def _fail(self, status: int, reason: str) -> None:
         self._error = ProtocolError(status, reason)
         raise self._error
+
+    # -- bodies ------------------------------------------------------------
+
+    def _finish(self) -> None:
+        self._events.append((END, None))
+        self._state = _NO_BODY
+        request = self._current
+        if request.upgrade:
+            self._paused = True
+        elif not request.keep_alive:
+            self._closing = True
+
+    def _feed_length(self, data: bytes) -> bytes:
+        left = self._remaining
+        whole = len(data) <= left
+        piece = data if whole else data[:left]
+        if self._length_by_llhttp:
+            self._feed_llhttp(piece)
+        else:
+            self._events.append((DATA, piece))
+        if len(data) < left:
+            self._remaining = left - len(data)
+            return b""
+        if self._length_by_llhttp and not self._message_done:
+            raise ProtocolError(400, "malformed request body")  # cannot happen: llhttp counts too
+        self._finish()
+        return b"" if whole else data[left:]
+
+    def _feed_chunked(self, data: bytes) -> bytes:
+        events = self._events
+        while data:
+            state = self._state
+            if state == _CHUNK_DATA:
+                left = self._remaining
+                if len(data) < left:
+                    self._remaining = left - len(data)
+                    events.append((DATA, data))
+                    return b""
+                events.append((DATA, data if len(data) == left else data[:left]))
+                data = data[left:]
+                self._state = _CHUNK_CRLF
+            elif state == _CHUNK_CRLF:
+                if self._pending:  # a lone CR arrived last time
+                    data = self._pending + data
+                    self._pending = b""
+                if data[:2] != b"\r\n":
+                    if data == b"\r":
+                        self._pending = data
+                        return b""
+                    raise ProtocolError(400, "chunk data not followed by CRLF")
+                data = data[2:]
+                self._state = _CHUNK_SIZE
+            else:
+                end = data.find(b"\n")
+                if end == -1:
+                    self._pending += data
+                    if len(self._pending) > self._limits.request_field_size:
+                        if state == _TRAILERS:
+                            raise ProtocolError(431, "trailer field too large")
+                        raise ProtocolError(400, "chunk size line too long")
+                    return b""
+                line = data[:end + 1]
+                if self._pending:
+                    line = self._pending + line
+                    self._pending = b""
+                data = data[end + 1:]
+                if state == _CHUNK_SIZE:
+                    self._chunk_size(line)
+                elif line == b"\r\n":
+                    self._finish()
+                    return data
+                else:
+                    self._trailer(line)
+        return data
+
+    def _chunk_size(self, line: bytes) -> None:
+        digits = line[:-2]
+        if not digits or digits.translate(None, _HEX) or line[-2:-1] != b"\r":
+            match = _CHUNK_LINE.fullmatch(line)
+            if match is None:
+                raise ProtocolError(400, "invalid chunk size line")
+            digits = match.group(1)
+        if len(digits) > _MAX_CHUNK_DIGITS and len(digits.lstrip(b"0")) > _MAX_CHUNK_DIGITS:
+            raise ProtocolError(400, "chunk size out of range")
+        size = int(digits, 16)
+        self._body_bytes += size
+        limit = self._limits.request_body
+        if limit and self._body_bytes > limit:
+            raise ProtocolError(413, "request body too large")
+        if size:
+            self._remaining = size
+            self._state = _CHUNK_DATA
+        else:
+            self._state = _TRAILERS
+
+    def _trailer(self, line: bytes) -> None:
+        """Check and count a trailer field; trailers are never shown to the app (RFC 9110 6.5.1)."""
+        self._header_count += 1
+        if self._header_count > self._limits.request_fields:
+            raise ProtocolError(431, "too many header fields")
+        if len(line) - 2 > self._limits.request_field_size:
+            raise ProtocolError(431, "trailer field too large")
+        match = _FIELD_LINE.fullmatch(line)
+        if match is None:
+            raise ProtocolError(400, "invalid trailer field")
+        if match.group(1).lower() in _FRAMING_TRAILERS:
+            raise ProtocolError(400, "framing field in the trailers")
+
+
+def _list_elements(value: bytes) -> list[bytes]:
+    """The elements of a list field, lower-cased; empty ones are ignored (RFC 9110 5.6.1.2)."""
+    if b"," not in value:
+        value = value.strip(b" \t").lower()
+        return [value] if value else []
+    return [e for e in (e.strip(b" \t").lower() for e in value.split(b",")) if e]
+
+
+_HOSTS: dict[bytes, bool] = {}  # Host values already judged: a server sees few distinct ones
+
+
+def valid_host(value: bytes) -> bool:
+    """Whether ``value`` is ``uri-host [ ":" port ]`` (RFC 9112 3.2, RFC 3986 3.2.2); no userinfo."""
+    known = _HOSTS.get(value)
+    if known is None:
+        known = _judge_host(value)
+        if len(value) <= 300:
+            if len(_HOSTS) >= 1024:
+                _HOSTS.clear()
+            _HOSTS[value] = known
+    return known
+
+
+def _judge_host(value: bytes) -> bool:
+    if value[:1] == b"[":
+        close = value.find(b"]")
+        if close == -1:
+            return False
+        literal, port = value[1:close], value[close + 1:]
+        if port and port[:1] != b":":
+            return False
+        if literal[:1] in b"vV" and literal:
+            if _IPV_FUTURE.fullmatch(literal) is None:
+                return False
+        elif not _valid_ipv6(literal):
+            return False
+        port = port[1:]
+    else:
+        host, _, port = value.partition(b":")
+        if host.translate(None, _REG_NAME) or (b"%" in host and _PCT.search(host)):
+            return False
+    return not port or port.isdigit()
+
+
+def _valid_ipv6(literal: bytes) -> bool:
+    import ipaddress
+
+    if not literal or literal.translate(None, _IPV6):
+        return False  # also rules out zone identifiers, which ipaddress would accept
+    try:
+        ipaddress.IPv6Address(literal.decode("ascii"))
+    except ValueError:
+        return False
+    return True
 
 
 def _describe(exc: Exception) -> str:
