@@ -251,8 +251,13 @@ class Connection:
                 writer.status = f"{error.status} {rsp.REASONS.get(error.status, 'Error')}"
             self._log_access(writer, started)
             return False, True
-        except (ClientGone, ClientTimeout):
-            log.debug("client went away during %s %s", head.method, environ.get("RAW_URI"))
+        except (ClientGone, ClientTimeout) as error:
+            if isinstance(error, ClientTimeout):  # our decision, so the operator hears of it
+                log.info("cut off client %s during %s %s: it %s; %d bytes of the response sent",
+                         self.remote_addr or "(unix)", head.method, environ.get("RAW_URI"),
+                         error.reason, writer.sent + error.sent)
+            else:
+                log.debug("client went away during %s %s", head.method, environ.get("RAW_URI"))
             return False, False
         except Exception:
             log.exception("error handling %s %s", head.method, environ.get("RAW_URI"))
@@ -474,12 +479,12 @@ class ResponseWriter:
                                self.head.version == "1.0")
         if first:
             data += first
-            self.sent += len(first)
         self.head_sent = True
         conn = self.conn
         conn.response_started = True
         conn.before_send(whole)
-        send_all(conn.sock, data, conn.ctx.body_timeout)
+        send_all(conn.sock, data, conn.ctx.body_timeout, conn.ctx.min_body_rate)
+        self.sent += len(first)
 
     def write(self, data: bytes) -> None:
         if type(data) is not bytes:
@@ -496,7 +501,7 @@ class ResponseWriter:
             return
         data = self._frame(data)
         if data:
-            send_all(self.conn.sock, data, self.conn.ctx.body_timeout)
+            send_all(self.conn.sock, data, self.conn.ctx.body_timeout, self.conn.ctx.min_body_rate)
             self.sent += len(data)
 
     def _frame(self, data: bytes) -> bytes:
@@ -569,7 +574,8 @@ class ResponseWriter:
         # A file longer than the declared length is how ranges are served: send the
         # declared part only (PEP 3333 says to stop there), without calling it an error.
         count = min(length, plan.content_length - self.sent) if self.mode == rsp.LENGTH else length
-        self.sent += send_file(self.conn.sock, fd, offset, count, self.conn.ctx.body_timeout)
+        self.sent += send_file(self.conn.sock, fd, offset, count, self.conn.ctx.body_timeout,
+                               self.conn.ctx.min_body_rate)
         return True
 
     def finish(self) -> None:
@@ -582,7 +588,7 @@ class ResponseWriter:
             self._decide()
             self._send_head(whole=True)
         elif self.mode == rsp.CHUNKED:
-            send_all(self.conn.sock, rsp.LAST_CHUNK, self.conn.ctx.body_timeout)
+            send_all(self.conn.sock, rsp.LAST_CHUNK, self.conn.ctx.body_timeout, self.conn.ctx.min_body_rate)
         if self.mode == rsp.LENGTH and self.sent < self.plan.content_length:
             log.error("%s %s: app sent %d of its Content-Length %d bytes; closing the connection",
                       self.head.method, self.conn.environ.get("RAW_URI"), self.sent,
