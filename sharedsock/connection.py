@@ -134,27 +134,37 @@ class Connection:
                         return READY
                 else:  # END or ERROR
                     return READY
+        ctx = self.ctx
         if self.prefetching:
-            # Each piece of the body must follow the last within --body-timeout, and the
-            # whole small body must keep the minimum rate: a trickle cannot hold the slot.
-            self.deadline = min(time.monotonic() + self.ctx.body_timeout, self.prefetch_cap)
+            # Each piece of the body must follow the last within --body-timeout, and once
+            # the first --body-timeout is over, the body so far must keep --min-body-rate
+            # (as RequestBody._receive has it): a trickle cannot hold the slot.
+            now = time.monotonic()
+            deadline = now + ctx.body_timeout
+            if ctx.min_body_rate:
+                started = self.prefetch_cap - ctx.body_timeout
+                deadline = min(deadline, max(self.prefetch_cap,
+                                             started + self.prefetched / ctx.min_body_rate))
+            self.deadline = deadline
         elif not had_partial:  # first bytes of a new request: the head clock starts now
-            self.deadline = time.monotonic() + self.ctx.header_timeout
+            self.deadline = time.monotonic() + ctx.header_timeout
         return WAIT
 
     def _start_prefetch(self) -> None:
-        ctx = self.ctx
+        """The body clock starts with the head; ``prefetch_cap`` is when its grace ends."""
         self.prefetching = True
         self.prefetched = 0
-        slack = PREFETCH_LIMIT / ctx.min_body_rate if ctx.min_body_rate else 3600.0
-        self.prefetch_cap = time.monotonic() + ctx.body_timeout + slack
+        self.prefetch_cap = time.monotonic() + self.ctx.body_timeout
 
     def expire(self) -> None:
         """The selector-side deadline passed: idle, lingering, or a request that never finished."""
         if not self.lingering:
             if self.prefetching:
-                self._send_quietly(rsp.error_response(ProtocolError(408, "request body timeout"),
-                                                      self.ctx.server_header))
+                ctx = self.ctx
+                elapsed = time.monotonic() - (self.prefetch_cap - ctx.body_timeout)
+                slow = elapsed > ctx.body_timeout and self.prefetched < ctx.min_body_rate * elapsed
+                reason = "request body too slow" if slow else "request body timeout"
+                self._send_quietly(rsp.error_response(ProtocolError(408, reason), ctx.server_header))
             elif self.parser.in_head:
                 self._send_quietly(rsp.error_response(ProtocolError(408, "request head timeout"),
                                                       self.ctx.server_header))

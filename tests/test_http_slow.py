@@ -95,6 +95,63 @@ def test_body_below_the_minimum_rate_is_408(quick_at):
     assert b"too slow" in raw
 
 
+# -- when each clock starts -----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def clocks(tmp_path_factory):
+    """A modest --min-body-rate, and --keepalive longer than --header-timeout."""
+    srv = module_server(tmp_path_factory, [
+        "--workers", "1", "--threads", "2", "--header-timeout", "1", "--keepalive", "4",
+        "--body-timeout", "1", "--min-body-rate", "1000", "http_apps:raw_app"], unix=False)
+    yield srv
+    srv.kill()
+    assert "AssertionError" not in srv.log()
+
+
+def drip(sock: socket.socket, pieces, every: float, for_at_most: float) -> tuple[bytes, float]:
+    """Send ``pieces`` one per ``every`` seconds until the server answers or closes; (reply, when)."""
+    began = time.monotonic()
+    try:
+        for piece in pieces:
+            if time.monotonic() - began > for_at_most:
+                break
+            sock.sendall(piece)
+            if select.select([sock], [], [], every)[0]:
+                break  # the server answered
+    except OSError:
+        pass
+    reply = read_until_close(sock)
+    return reply, time.monotonic() - began
+
+
+@pytest.mark.parametrize("framing", ["length", "chunked"])
+def test_small_body_must_keep_the_minimum_rate(clocks, framing):
+    """A body the selector holds (under 64 KiB) is judged like a large one, not given 65 s."""
+    if framing == "length":
+        head = b"Content-Length: 60000\r\n"
+        pieces = (b"x" * 10 for _ in range(6000))
+    else:
+        head = b"Transfer-Encoding: chunked\r\n"
+        pieces = (b"a\r\n" + b"x" * 10 + b"\r\n" for _ in range(6000))
+    with clocks.connect() as sock:
+        sock.sendall(b"POST /digest HTTP/1.1\r\n" + H + head + b"\r\n")
+        # 50 bytes/s, every piece well within --body-timeout 1: only the rate can cut it.
+        reply, took = drip(sock, pieces, 0.2, for_at_most=20)
+    assert reply.startswith(b"HTTP/1.1 408 ") and b"too slow" in reply, reply[:200]
+    assert took < 10  # about --body-timeout; it was --body-timeout + 64 KiB / --min-body-rate
+
+
+def test_small_body_at_the_minimum_rate_is_served(clocks):
+    with clocks.connect() as sock:
+        sock.sendall(b"POST /digest HTTP/1.1\r\n" + H + b"Content-Length: 6000\r\n\r\n")
+        for _ in range(20):  # 3000 bytes/s for 2 s: three times the minimum, past --body-timeout
+            sock.sendall(b"x" * 300)
+            time.sleep(0.1)
+        status, _, body = ResponseReader(sock).next()
+    assert (status, json.loads(body)["len"]) == (200, 6000)
+
+
 # -- threads ------------------------------------------------------------------------------------
 
 
