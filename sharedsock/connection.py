@@ -146,8 +146,12 @@ class Connection:
                 deadline = min(deadline, max(self.prefetch_cap,
                                              started + self.prefetched / ctx.min_body_rate))
             self.deadline = deadline
-        elif not had_partial:  # first bytes of a new request: the head clock starts now
-            self.deadline = time.monotonic() + ctx.header_timeout
+        elif not had_partial and self.parser.in_head and self.environ is not None:
+            # The first byte of a kept-alive request: its head must follow within
+            # --header-timeout (of this byte, or of the end of the --keepalive wait if the
+            # byte came late). A first request's clock runs from accept and is left alone,
+            # and bytes that begin no request (blank lines) move no clock.
+            self.deadline = min(time.monotonic(), self.deadline) + ctx.header_timeout
         return WAIT
 
     def _start_prefetch(self) -> None:

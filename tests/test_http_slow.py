@@ -152,6 +152,59 @@ def test_small_body_at_the_minimum_rate_is_served(clocks):
     assert (status, json.loads(body)["len"]) == (200, 6000)
 
 
+def test_kept_alive_request_after_a_long_idle_is_served(clocks):
+    """Idle for longer than --header-timeout (but under --keepalive), then a head in two parts."""
+    with clocks.connect() as sock:
+        reader = ResponseReader(sock)
+        sock.sendall(b"GET /read-some?n=0 HTTP/1.1\r\n" + H + b"\r\n")
+        assert reader.next()[0] == 200
+        time.sleep(2.5)
+        sock.sendall(b"GET /read-some?n=0 HTTP/1.1\r\n")
+        time.sleep(0.3)
+        sock.sendall(H + b"\r\n")
+        assert reader.next()[0] == 200
+
+
+def test_kept_alive_head_cannot_be_trickled(clocks):
+    """Its clock starts at its first byte: --header-timeout, not --keepalive, bounds the head."""
+    with clocks.connect() as sock:
+        sock.sendall(b"GET /read-some?n=0 HTTP/1.1\r\n" + H + b"\r\n")
+        reader = ResponseReader(sock)
+        assert reader.next()[0] == 200
+        reply, took = drip(sock, (b"GET /"[i:i + 1] or b"a" for i in range(400)), 0.1, for_at_most=20)
+    assert reply.startswith(b"HTTP/1.1 408 "), reply[:200]
+    assert took < 4  # --header-timeout 1 after the first byte; --keepalive + --header-timeout would be 5
+
+
+@pytest.fixture(scope="module")
+def late(tmp_path_factory):
+    """A --header-timeout long enough to start dripping well inside it."""
+    srv = module_server(tmp_path_factory, [
+        "--workers", "1", "--threads", "2", "--header-timeout", "4", "--keepalive", "0.5",
+        "http_apps:raw_app"], unix=False)
+    yield srv
+    srv.kill()
+    assert "AssertionError" not in srv.log()
+
+
+def test_head_clock_runs_from_accept_not_from_the_first_byte(late):
+    with late.connect() as sock:
+        connected = time.monotonic()
+        time.sleep(3.5)  # silent, then 1 byte every 0.1 s
+        reply, _ = drip(sock, (b"GET /"[i:i + 1] or b"a" for i in range(400)), 0.1, for_at_most=20)
+        took = time.monotonic() - connected
+    assert reply.startswith(b"HTTP/1.1 408 "), reply[:200]
+    assert took < 6.5  # --header-timeout 4 from accept; counted from the first byte it was 7.5
+
+
+def test_blank_lines_do_not_hold_a_connection(late):
+    """Empty lines before a request begin nothing, so they move no clock."""
+    with late.connect() as sock:
+        reply, took = drip(sock, (b"\r\n" for _ in range(100)), 0.5, for_at_most=20)
+    assert reply == b""
+    assert took < 9  # --header-timeout 4 from accept; each blank line used to restart it
+
+
 # -- threads ------------------------------------------------------------------------------------
 
 
