@@ -286,12 +286,16 @@ OPTIONS: tuple[Option, ...] = (
            help="How long an idle keep-alive connection is kept open (0 disables keep-alive). Behind a "
                 "load balancer, set this above the balancer's idle timeout (AWS ALB: 60 s)."),
     Option("header_timeout", to_float, 10.0, section="Timeouts", metavar="SECONDS", check=_at_least(0.001),
-           help="The request line and headers must arrive within this time, else 408."),
+           help="The request line and headers must arrive within this time, else 408: counted from the "
+                "connection's accept for its first request, and on a kept-alive connection from the first "
+                "byte of the next request (which must come within --keepalive). Blank lines start no clock."),
     Option("body_timeout", to_float, 10.0, section="Timeouts", metavar="SECONDS", check=_at_least(0.001),
-           help="Longest wait for the next piece of a request body before the request fails."),
+           help="Longest wait for the next piece of a request body, and longest a client may take none of "
+                "a response that is waiting for it to read; either way the request fails."),
     Option("min_body_rate", to_int, 1024, section="Timeouts", metavar="BYTES", check=_at_least(0),
            help="After the first --body-timeout seconds, a request body must average at least this many "
-                "bytes per second (0 disables)."),
+                "bytes per second; and while a response waits for the client to read, the client must "
+                "read this many bytes per second over each --body-timeout of the wait (0 disables)."),
     # Limits
     Option("limit_request_line", to_int, 8190, section="Limits", metavar="BYTES", check=_at_least(64),
            help="Longest request line (method, target, version); longer gets 414."),

@@ -136,27 +136,41 @@ class Connection:
                         return READY
                 else:  # END or ERROR
                     return READY
+        ctx = self.ctx
         if self.prefetching:
-            # Each piece of the body must follow the last within --body-timeout, and the
-            # whole small body must keep the minimum rate: a trickle cannot hold the slot.
-            self.deadline = min(time.monotonic() + self.ctx.body_timeout, self.prefetch_cap)
-        elif not had_partial:  # first bytes of a new request: the head clock starts now
-            self.deadline = time.monotonic() + self.ctx.header_timeout
+            # Each piece of the body must follow the last within --body-timeout, and once
+            # the first --body-timeout is over, the body so far must keep --min-body-rate
+            # (as RequestBody._receive has it): a trickle cannot hold the slot.
+            now = time.monotonic()
+            deadline = now + ctx.body_timeout
+            if ctx.min_body_rate:
+                started = self.prefetch_cap - ctx.body_timeout
+                deadline = min(deadline, max(self.prefetch_cap,
+                                             started + self.prefetched / ctx.min_body_rate))
+            self.deadline = deadline
+        elif not had_partial and self.parser.in_head and self.environ is not None:
+            # The first byte of a kept-alive request: its head must follow within
+            # --header-timeout (of this byte, or of the end of the --keepalive wait if the
+            # byte came late). A first request's clock runs from accept and is left alone,
+            # and bytes that begin no request (blank lines) move no clock.
+            self.deadline = min(time.monotonic(), self.deadline) + ctx.header_timeout
         return WAIT
 
     def _start_prefetch(self) -> None:
-        ctx = self.ctx
+        """The body clock starts with the head; ``prefetch_cap`` is when its grace ends."""
         self.prefetching = True
         self.prefetched = 0
-        slack = PREFETCH_LIMIT / ctx.min_body_rate if ctx.min_body_rate else 3600.0
-        self.prefetch_cap = time.monotonic() + ctx.body_timeout + slack
+        self.prefetch_cap = time.monotonic() + self.ctx.body_timeout
 
     def expire(self) -> None:
         """The selector-side deadline passed: idle, lingering, or a request that never finished."""
         if not self.lingering:
             if self.prefetching:
-                self._send_quietly(rsp.error_response(ProtocolError(408, "request body timeout"),
-                                                      self.ctx.server_header))
+                ctx = self.ctx
+                elapsed = time.monotonic() - (self.prefetch_cap - ctx.body_timeout)
+                slow = elapsed > ctx.body_timeout and self.prefetched < ctx.min_body_rate * elapsed
+                reason = "request body too slow" if slow else "request body timeout"
+                self._send_quietly(rsp.error_response(ProtocolError(408, reason), ctx.server_header))
             elif self.parser.in_head:
                 self._send_quietly(rsp.error_response(ProtocolError(408, "request head timeout"),
                                                       self.ctx.server_header))
@@ -278,8 +292,13 @@ class Connection:
                 writer.status = f"{error.status} {rsp.REASONS.get(error.status, 'Error')}"
             self._log_access(writer, started)
             return False, True
-        except (ClientGone, ClientTimeout):
-            log.debug("client went away during %s %s", head.method, environ.get("RAW_URI"))
+        except (ClientGone, ClientTimeout) as error:
+            if isinstance(error, ClientTimeout):  # our decision, so the operator hears of it
+                log.info("cut off client %s during %s %s: it %s; %d bytes of the response sent",
+                         self.remote_addr or "(unix)", head.method, environ.get("RAW_URI"),
+                         error.reason, writer.sent + error.sent)
+            else:
+                log.debug("client went away during %s %s", head.method, environ.get("RAW_URI"))
             return False, False
         except Exception:
             log.exception("error handling %s %s", head.method, environ.get("RAW_URI"))
@@ -501,12 +520,12 @@ class ResponseWriter:
                                self.head.version == "1.0")
         if first:
             data += first
-            self.sent += len(first)
         self.head_sent = True
         conn = self.conn
         conn.response_started = True
         conn.before_send(whole)
-        send_all(conn.sock, data, conn.ctx.body_timeout)
+        send_all(conn.sock, data, conn.ctx.body_timeout, conn.ctx.min_body_rate)
+        self.sent += len(first)
 
     def write(self, data: bytes) -> None:
         if type(data) is not bytes:
@@ -523,7 +542,7 @@ class ResponseWriter:
             return
         data = self._frame(data)
         if data:
-            send_all(self.conn.sock, data, self.conn.ctx.body_timeout)
+            send_all(self.conn.sock, data, self.conn.ctx.body_timeout, self.conn.ctx.min_body_rate)
             self.sent += len(data)
 
     def _frame(self, data: bytes) -> bytes:
@@ -596,7 +615,8 @@ class ResponseWriter:
         # A file longer than the declared length is how ranges are served: send the
         # declared part only (PEP 3333 says to stop there), without calling it an error.
         count = min(length, plan.content_length - self.sent) if self.mode == rsp.LENGTH else length
-        self.sent += send_file(self.conn.sock, fd, offset, count, self.conn.ctx.body_timeout)
+        self.sent += send_file(self.conn.sock, fd, offset, count, self.conn.ctx.body_timeout,
+                               self.conn.ctx.min_body_rate)
         return True
 
     def finish(self) -> None:
@@ -609,7 +629,7 @@ class ResponseWriter:
             self._decide()
             self._send_head(whole=True)
         elif self.mode == rsp.CHUNKED:
-            send_all(self.conn.sock, rsp.LAST_CHUNK, self.conn.ctx.body_timeout)
+            send_all(self.conn.sock, rsp.LAST_CHUNK, self.conn.ctx.body_timeout, self.conn.ctx.min_body_rate)
         if self.mode == rsp.LENGTH and self.sent < self.plan.content_length:
             log.error("%s %s: app sent %d of its Content-Length %d bytes; closing the connection",
                       self.head.method, self.conn.environ.get("RAW_URI"), self.sent,

@@ -95,6 +95,116 @@ def test_body_below_the_minimum_rate_is_408(quick_at):
     assert b"too slow" in raw
 
 
+# -- when each clock starts -----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def clocks(tmp_path_factory):
+    """A modest --min-body-rate, and --keepalive longer than --header-timeout."""
+    srv = module_server(tmp_path_factory, [
+        "--workers", "1", "--threads", "2", "--header-timeout", "1", "--keepalive", "4",
+        "--body-timeout", "1", "--min-body-rate", "1000", "http_apps:raw_app"], unix=False)
+    yield srv
+    srv.kill()
+    assert "AssertionError" not in srv.log()
+
+
+def drip(sock: socket.socket, pieces, every: float, for_at_most: float) -> tuple[bytes, float]:
+    """Send ``pieces`` one per ``every`` seconds until the server answers or closes; (reply, when)."""
+    began = time.monotonic()
+    try:
+        for piece in pieces:
+            if time.monotonic() - began > for_at_most:
+                break
+            sock.sendall(piece)
+            if select.select([sock], [], [], every)[0]:
+                break  # the server answered
+    except OSError:
+        pass
+    reply = read_until_close(sock)
+    return reply, time.monotonic() - began
+
+
+@pytest.mark.parametrize("framing", ["length", "chunked"])
+def test_small_body_must_keep_the_minimum_rate(clocks, framing):
+    """A body the selector holds (under 64 KiB) is judged like a large one, not given 65 s."""
+    if framing == "length":
+        head = b"Content-Length: 60000\r\n"
+        pieces = (b"x" * 10 for _ in range(6000))
+    else:
+        head = b"Transfer-Encoding: chunked\r\n"
+        pieces = (b"a\r\n" + b"x" * 10 + b"\r\n" for _ in range(6000))
+    with clocks.connect() as sock:
+        sock.sendall(b"POST /digest HTTP/1.1\r\n" + H + head + b"\r\n")
+        # 50 bytes/s, every piece well within --body-timeout 1: only the rate can cut it.
+        reply, took = drip(sock, pieces, 0.2, for_at_most=20)
+    assert reply.startswith(b"HTTP/1.1 408 ") and b"too slow" in reply, reply[:200]
+    assert took < 10  # about --body-timeout; it was --body-timeout + 64 KiB / --min-body-rate
+
+
+def test_small_body_at_the_minimum_rate_is_served(clocks):
+    with clocks.connect() as sock:
+        sock.sendall(b"POST /digest HTTP/1.1\r\n" + H + b"Content-Length: 6000\r\n\r\n")
+        for _ in range(20):  # 3000 bytes/s for 2 s: three times the minimum, past --body-timeout
+            sock.sendall(b"x" * 300)
+            time.sleep(0.1)
+        status, _, body = ResponseReader(sock).next()
+    assert (status, json.loads(body)["len"]) == (200, 6000)
+
+
+def test_kept_alive_request_after_a_long_idle_is_served(clocks):
+    """Idle for longer than --header-timeout (but under --keepalive), then a head in two parts."""
+    with clocks.connect() as sock:
+        reader = ResponseReader(sock)
+        sock.sendall(b"GET /read-some?n=0 HTTP/1.1\r\n" + H + b"\r\n")
+        assert reader.next()[0] == 200
+        time.sleep(2.5)
+        sock.sendall(b"GET /read-some?n=0 HTTP/1.1\r\n")
+        time.sleep(0.3)
+        sock.sendall(H + b"\r\n")
+        assert reader.next()[0] == 200
+
+
+def test_kept_alive_head_cannot_be_trickled(clocks):
+    """Its clock starts at its first byte: --header-timeout, not --keepalive, bounds the head."""
+    with clocks.connect() as sock:
+        sock.sendall(b"GET /read-some?n=0 HTTP/1.1\r\n" + H + b"\r\n")
+        reader = ResponseReader(sock)
+        assert reader.next()[0] == 200
+        reply, took = drip(sock, (b"GET /"[i:i + 1] or b"a" for i in range(400)), 0.1, for_at_most=20)
+    assert reply.startswith(b"HTTP/1.1 408 "), reply[:200]
+    assert took < 4  # --header-timeout 1 after the first byte; --keepalive + --header-timeout would be 5
+
+
+@pytest.fixture(scope="module")
+def late(tmp_path_factory):
+    """A --header-timeout long enough to start dripping well inside it."""
+    srv = module_server(tmp_path_factory, [
+        "--workers", "1", "--threads", "2", "--header-timeout", "4", "--keepalive", "0.5",
+        "http_apps:raw_app"], unix=False)
+    yield srv
+    srv.kill()
+    assert "AssertionError" not in srv.log()
+
+
+def test_head_clock_runs_from_accept_not_from_the_first_byte(late):
+    with late.connect() as sock:
+        connected = time.monotonic()
+        time.sleep(3.5)  # silent, then 1 byte every 0.1 s
+        reply, _ = drip(sock, (b"GET /"[i:i + 1] or b"a" for i in range(400)), 0.1, for_at_most=20)
+        took = time.monotonic() - connected
+    assert reply.startswith(b"HTTP/1.1 408 "), reply[:200]
+    assert took < 6.5  # --header-timeout 4 from accept; counted from the first byte it was 7.5
+
+
+def test_blank_lines_do_not_hold_a_connection(late):
+    """Empty lines before a request begin nothing, so they move no clock."""
+    with late.connect() as sock:
+        reply, took = drip(sock, (b"\r\n" for _ in range(100)), 0.5, for_at_most=20)
+    assert reply == b""
+    assert took < 9  # --header-timeout 4 from accept; each blank line used to restart it
+
+
 # -- threads ------------------------------------------------------------------------------------
 
 
