@@ -170,10 +170,9 @@ class Connection:
                 elapsed = time.monotonic() - (self.prefetch_cap - ctx.body_timeout)
                 slow = elapsed > ctx.body_timeout and self.prefetched < ctx.min_body_rate * elapsed
                 reason = "request body too slow" if slow else "request body timeout"
-                self._send_quietly(rsp.error_response(ProtocolError(408, reason), ctx.server_header))
+                self._refuse(ProtocolError(408, reason), log_access=True)
             elif self.parser.in_head:
-                self._send_quietly(rsp.error_response(ProtocolError(408, "request head timeout"),
-                                                      self.ctx.server_header))
+                self._refuse(ProtocolError(408, "request head timeout"), log_access=True)
         self.close()
 
     @property

@@ -21,6 +21,17 @@ def test_requests_the_parser_refused_are_logged_with_their_status(start_server):
     assert server.stop() == 0
 
 
+def test_requests_cut_by_a_timeout_are_logged_408(start_server):
+    server = start_server(["--bind", "127.0.0.1:0", "--access-log", "-", "--header-timeout", "1",
+                           "--body-timeout", "1", "testapp:app"])
+    assert raw_exchange(server, b"GET /half HTTP/1.1\r\nHost: t\r\n").startswith(b"HTTP/1.1 408")
+    assert raw_exchange(server, b"POST /body HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\nab") \
+        .startswith(b"HTTP/1.1 408")
+    server.wait_log(r'"GET /half HTTP/1.1" 408 \d+')
+    server.wait_log(r'"POST /body HTTP/1.1" 408 \d+')
+    assert server.stop() == 0
+
+
 def test_non_ascii_request_bytes_are_escaped_not_mojibake(start_server, tmp_path):
     server = start_server(["--bind", "127.0.0.1:0", "--access-log", "-", "testapp:app"])
     raw_exchange(server, "GET /caf%C3%A9 HTTP/1.1\r\nHost: t\r\nUser-Agent: ünï\r\n"
