@@ -11,7 +11,7 @@ from typing import Any, Iterable, Sequence
 from . import __version__
 from .appspec import AppSpec
 from .config import OPTIONS, Option, format_config
-from .errors import SharedsockError
+from .errors import SharedsockError, exit_code_for
 
 
 class _OneLineParser(argparse.ArgumentParser):
@@ -121,5 +121,5 @@ def main(argv: Sequence[str] | None = None) -> int:
         master = run(config, spec)
     except SharedsockError as exc:
         print(f"sharedsock: error: {exc}", file=sys.stderr)
-        return getattr(exc, "exit_code", 2)
+        return exit_code_for(exc)
     return master.exit_code

@@ -12,6 +12,8 @@ from __future__ import annotations
 class SharedsockError(Exception):
     """Base class of every error sharedsock raises on purpose."""
 
+    exit_code = 1
+
 
 class ConfigError(SharedsockError):
     """Bad configuration: reported as one line, exit code 2, before anything starts."""
@@ -23,6 +25,16 @@ class AppLoadError(SharedsockError):
     """The WSGI application could not be imported or is not callable."""
 
     exit_code = 2
+
+
+def exit_code_for(exc: BaseException) -> int:
+    """The exit status every front end gives for an error that stopped the server starting:
+    2 for what the user must fix (configuration, an app that does not load), 1 otherwise."""
+    if isinstance(exc, SharedsockError):
+        return exc.exit_code
+    if isinstance(exc, KeyboardInterrupt):
+        return 130
+    return 1
 
 
 class ProtocolError(SharedsockError):

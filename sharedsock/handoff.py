@@ -1,10 +1,6 @@
-"""The channel between the master and one worker.
-
-Master to spawned worker, once: a framed JSON boot message with the listening
-sockets attached as SCM_RIGHTS ancillary data (what Node.js does for
-``child.send('server', server)``). Worker to master, for its whole life: short
-newline-terminated lines (ready, heartbeats, retire, load errors). A pipe, not
-a file: a heartbeat that goes through the filesystem stalls when the disk does.
+"""The boot message a spawned worker receives: framed JSON with the listening sockets
+attached as SCM_RIGHTS ancillary data (what Node.js does for
+``child.send('server', server)``). Everything after it goes through ``channel``.
 """
 
 from __future__ import annotations
@@ -23,13 +19,6 @@ MAX_BOOT_MESSAGE = 64 << 20
 
 class HandoffError(SharedsockError):
     """The worker did not receive its sockets or boot message intact."""
-
-
-def control_pair() -> tuple[socket.socket, socket.socket]:
-    """(master end, worker end); only the worker end is inheritable."""
-    master_end, worker_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-    worker_end.set_inheritable(True)
-    return master_end, worker_end
 
 
 def send_boot(sock: socket.socket, message: dict[str, Any], fds: list[int]) -> None:
@@ -77,50 +66,3 @@ def _close_all(fds: list[int]) -> None:
             os.close(fd)
         except OSError:
             pass
-
-
-class LineReader:
-    """Splits a non-blocking stream into lines; the master keeps one per worker."""
-
-    __slots__ = ("sock", "_buffer")
-
-    def __init__(self, sock: socket.socket) -> None:
-        self.sock = sock
-        self._buffer = b""
-
-    def read_lines(self) -> tuple[list[str], bool]:
-        """(complete lines, eof)."""
-        eof = False
-        try:
-            while True:
-                chunk = self.sock.recv(65536)
-                if not chunk:
-                    eof = True
-                    break
-                self._buffer += chunk
-                if len(chunk) < 65536:
-                    break
-        except BlockingIOError:
-            pass
-        except OSError:
-            eof = True
-        *lines, self._buffer = self._buffer.split(b"\n")
-        return [line.decode("utf-8", "replace") for line in lines], eof
-
-
-def send_line(sock: socket.socket, kind: str, payload: Any = None, reliable: bool = False) -> bool:
-    """Heartbeats are best effort (a worker must never block on a master that stopped
-    reading); ``reliable`` lines (ready, errors, file lists) wait up to 10 s."""
-    data = (kind if payload is None else f"{kind} {json.dumps(payload)}").encode("utf-8") + b"\n"
-    try:
-        if reliable:
-            sock.settimeout(10.0)
-            try:
-                sock.sendall(data)
-            finally:
-                sock.setblocking(False)
-        else:
-            sock.send(data)
-        return True
-    except OSError:
-        return False

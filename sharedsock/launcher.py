@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import socket
@@ -12,27 +11,13 @@ import time
 from dataclasses import dataclass, field
 
 from .appspec import AppSpec
+from .bootstrap import fresh_interpreter
+from .channel import LineReader, control_pair
 from .config import Config
-from .handoff import LineReader, control_pair, send_boot
+from .handoff import send_boot
 from .listeners import Listener
 from .logs import log
-
-# Signals a person or a process manager may send that sharedsock has no use for (yet): by
-# default most of them end a process, and a master that dies takes the port down with it.
-UNUSED_SIGNALS = (signal.SIGUSR2, signal.SIGWINCH, signal.SIGALRM, signal.SIGVTALRM,
-                  signal.SIGPROF, signal.SIGIO, signal.SIGPWR)
-
-# What the master catches. A forked child runs the master's handlers until the worker
-# installs its own: these are held (blocked) across fork() so one sent in between, say the
-# SIGTERM of a shutdown, waits for the worker's handler instead of being lost.
-MASTER_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGHUP, signal.SIGTTIN,
-                  signal.SIGTTOU, signal.SIGUSR1, signal.SIGCHLD, *UNUSED_SIGNALS)
-
-_SPAWN_BOOT = (
-    "import json, os, sys; "
-    "sys.path[:] = json.loads(os.environ.pop('SHAREDSOCK_SYS_PATH')); "
-    "from sharedsock.spawned import main; main()"
-)
+from .signals import MASTER_SIGNALS
 
 
 @dataclass(eq=False)
@@ -94,11 +79,9 @@ def start_worker(config: Config, spec: AppSpec, listeners: list[Listener], gener
         signal.pthread_sigmask(signal.SIG_SETMASK, held)
         popen = None
     else:
-        env = dict(os.environ)
+        argv, env = fresh_interpreter("sharedsock.spawned:main")
         env["SHAREDSOCK_CONTROL_FD"] = str(worker_end.fileno())
-        env["SHAREDSOCK_SYS_PATH"] = json.dumps(sys.path)
-        popen = subprocess.Popen([sys.executable, "-c", _SPAWN_BOOT], pass_fds=[worker_end.fileno()],
-                                 env=env, close_fds=True)
+        popen = subprocess.Popen(argv, pass_fds=[worker_end.fileno()], env=env, close_fds=True)
         pid = popen.pid
     worker_end.close()
     if popen is not None:
@@ -106,12 +89,12 @@ def start_worker(config: Config, spec: AppSpec, listeners: list[Listener], gener
             send_boot(master_end, {
                 "config": config.to_dict(),
                 "app": spec.to_dict(),
-                "listeners": [l.describe() for l in listeners],
+                "listeners": [listener.describe() for listener in listeners],
                 "fd_count": len(listeners),
                 "generation": generation,
                 "index": index,
                 "cwd": os.getcwd(),
-            }, [l.sock.fileno() for l in listeners])
+            }, [listener.sock.fileno() for listener in listeners])
         except OSError as exc:
             log.error("could not hand the sockets to worker %d: %s", pid, exc)
     master_end.setblocking(False)

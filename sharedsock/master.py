@@ -22,12 +22,23 @@ from typing import Any
 
 from . import __version__
 from .appspec import AppSpec, library_prefixes
+from .channel import (
+    EXIT_APP_LOAD_FAILED,
+    EXIT_BOOT_FAILED,
+    EXIT_TIMED_OUT,
+    FILES,
+    HEARTBEAT,
+    LOAD_ERROR,
+    READY,
+    RETIRE,
+    STOP,
+)
 from .config import Config
 from .errors import AppLoadError, ConfigError
-from .launcher import MASTER_SIGNALS, UNUSED_SIGNALS, WorkerProcess, start_worker
+from .launcher import WorkerProcess, start_worker
 from .listeners import Listener, close_listeners, open_listeners
 from .logs import format_exception_line, log, reopen_logs
-from .worker import EXIT_APP_LOAD_FAILED, EXIT_BOOT_FAILED, EXIT_TIMED_OUT, set_process_title
+from .signals import MASTER_SIGNALS, UNUSED_SIGNALS, set_process_title
 
 TICK = 0.25
 ABORT_GRACE = 5.0  # after SIGABRT, how long a stuck worker gets to dump its stacks
@@ -254,7 +265,7 @@ class Master:
                     pass
             for w in self.workers:
                 if w.ready:  # one still booting may not have read its boot message yet
-                    w.tell("stop")
+                    w.tell(STOP)
         close_listeners(self.listeners)  # workers close their copies as they drain
         if quick:
             self.quick_stop = True
@@ -285,25 +296,25 @@ class Master:
         now = time.monotonic()
         for line in lines:
             kind, _, payload = line.partition(" ")
-            if kind == "hb":
+            if kind == HEARTBEAT:
                 w.last_beat = now
                 try:
                     w.oldest_request = float(payload or 0)
                 except ValueError:
                     pass
-            elif kind == "ready":
+            elif kind == READY:
                 w.ready = True
                 w.ready_at = w.last_beat = now
                 self.ever_ready = True
                 self.boot_failures = 0
                 self._announce()
                 log.info("Booted worker %d (generation %d)", w.pid, w.generation)
-            elif kind == "retire":
+            elif kind == RETIRE:
                 w.leaving = True
-            elif kind == "files":
+            elif kind == FILES:
                 for path, mtime in _stamps(_json(payload)).items():
                     self._watch(path, mtime)
-            elif kind == "loaderror":
+            elif kind == LOAD_ERROR:
                 data = _json(payload)
                 if not isinstance(data, dict):
                     data = {}

@@ -8,8 +8,8 @@ import sys
 
 
 def main() -> None:
+    from .channel import EXIT_BOOT_FAILED
     from .handoff import HandoffError, receive_boot
-    from .worker import EXIT_BOOT_FAILED
 
     try:
         control = socket.socket(fileno=int(os.environ.pop("SHAREDSOCK_CONTROL_FD")))

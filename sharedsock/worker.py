@@ -27,22 +27,18 @@ import traceback
 from collections import deque
 from queue import SimpleQueue
 
+from . import channel
 from .appspec import AppSpec, file_stamps, loaded_module_files
+from .channel import EXIT_APP_LOAD_FAILED, EXIT_OK, EXIT_TIMED_OUT, send_line
 from .config import Config
 from .connection import CLOSED, READY, WAIT, Connection, ServerContext
-from .handoff import send_line
 from .heap import keep_freed_memory
-from .launcher import UNUSED_SIGNALS
 from .http.parser import Limits
 from .listeners import Listener
 from .logs import AccessLog, format_exception_line, log, reopen_logs
 from .proxy import TrustedProxies
+from .signals import UNUSED_SIGNALS, set_process_title
 from .wsgi import base_environ
-
-EXIT_OK = 0
-EXIT_BOOT_FAILED = 3
-EXIT_APP_LOAD_FAILED = 4
-EXIT_TIMED_OUT = 5
 
 _WAKE = object()
 REARMED = 3  # in ``done``: a pool thread put the kept-alive connection back in the selector itself
@@ -51,14 +47,6 @@ _CONTROL = object()
 ACCEPT_BATCH = 64  # inline mode: connections taken per wake-up, so a burst is not accepted one per round
 DRAIN_QUIET = 1.0  # draining: a kept-alive connection quiet this long is closed (capped by --keepalive)
 DRAIN_SWEEP = 0.1
-
-
-def set_process_title(title: str) -> None:
-    try:
-        import setproctitle
-    except ImportError:
-        return
-    setproctitle.setproctitle(title)
 
 
 class Worker:
@@ -91,6 +79,7 @@ class Worker:
         self.retire_sent = False
         self.server_stopping = False  # the master said the whole server stops (not a reload)
         self.control_open = True
+        self.reopen_requested = False
         self.listening = False
         self.reported_modules = 0
         self.accept_paused_until = 0.0
@@ -153,7 +142,7 @@ class Worker:
         self.sel.register(self._wake_r, selectors.EVENT_READ, _WAKE)
         self.sel.register(self.control, selectors.EVENT_READ, _CONTROL)
         self._watch_listeners(True)
-        send_line(self.control, "ready", {"pid": self.pid}, reliable=True)
+        send_line(self.control, channel.READY, {"pid": self.pid}, reliable=True)
         self._report_modules()
         log.debug("worker %d ready (generation %d)", self.pid, self.generation)
         self._loop()
@@ -174,7 +163,7 @@ class Worker:
         while tb is not None:
             files.append(tb.tb_frame.f_code.co_filename)
             tb = tb.tb_next
-        send_line(self.control, "loaderror",
+        send_line(self.control, channel.LOAD_ERROR,
                   {"reason": reason, "files": file_stamps(sorted(set(files)))}, reliable=True)
 
     def _report_modules(self) -> None:
@@ -183,7 +172,7 @@ class Worker:
         count = len(sys.modules)
         if count != self.reported_modules:
             self.reported_modules = count
-            send_line(self.control, "files", file_stamps(loaded_module_files()), reliable=True)
+            send_line(self.control, channel.FILES, file_stamps(loaded_module_files()), reliable=True)
 
     # -- signals -----------------------------------------------------------
 
@@ -201,21 +190,26 @@ class Worker:
         # one that arrived since fork() reaches the handlers above now.
         signal.pthread_sigmask(signal.SIG_UNBLOCK, handlers)
 
+    # Handlers record what was asked; the loop, woken by the wake-up fd, does the work.
+    # The two exceptions act at once, since the app may hold the only thread for good.
+
     def _on_term(self, signum, frame) -> None:
         self.draining = True
         if self.ctx is not None:
             self.ctx.draining = True  # a response being written now already says Connection: close
 
+    def _on_usr1(self, signum, frame) -> None:
+        self.reopen_requested = True
+
     def _on_quit(self, signum, frame) -> None:
-        """Immediate stop: in-flight requests are abandoned, by definition."""
+        """Immediate stop, even from inside a request: in-flight requests are abandoned."""
         _flush_logs()
         os._exit(EXIT_OK)
 
-    def _on_usr1(self, signum, frame) -> None:
-        reopen_logs(getattr(self, "_access", None))
-
     def _on_abort(self, signum, frame) -> None:
-        """The master says we are stuck: show where, answer what we can, and go."""
+        """The master says we are stuck: show where, answer what we can, and go.
+
+        Here and not in the loop: a hung request may hold the only thread."""
         names = {t.ident: t.name for t in threading.enumerate()}
         parts = [f"worker {self.pid} timed out; stacks of every thread:"]
         for ident, stack in sys._current_frames().items():
@@ -242,6 +236,9 @@ class Worker:
             now = time.monotonic()
             if now >= self.next_beat:
                 self._beat(now)
+            if self.reopen_requested:
+                self.reopen_requested = False
+                reopen_logs(self._access)
             if self.draining:
                 if not self.drain_deadline:
                     self._begin_drain(now)
@@ -277,7 +274,7 @@ class Worker:
     def _beat(self, now: float) -> None:
         """Tell the master we make progress, with the start of the oldest request in flight
         (so a request hung on a pool thread is seen even while this loop turns)."""
-        send_line(self.control, "hb", self.ctx.oldest_request_start())
+        send_line(self.control, channel.HEARTBEAT, self.ctx.oldest_request_start())
         self.next_beat = now + self.beat_every
         self._report_modules()
 
@@ -468,7 +465,7 @@ class Worker:
             return
         except OSError:
             data = b""
-        if b"stop\n" in data:
+        if channel.STOP.encode() + b"\n" in data:
             self.server_stopping = True
         if not data:  # the master is gone: finish what we have and leave
             log.warning("worker %d lost its master; draining", self.pid)
@@ -484,7 +481,7 @@ class Worker:
             self.retire_sent = True
             log.info("worker %d served %d requests; asking to be replaced", self.pid,
                      self.ctx.requests_served)
-            send_line(self.control, "retire", reliable=True)
+            send_line(self.control, channel.RETIRE, reliable=True)
 
     def _sweep(self, now: float) -> None:
         for conn in [c for c in self.conns.values() if c.deadline <= now]:

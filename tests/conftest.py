@@ -21,6 +21,9 @@ import pytest
 HERE = Path(__file__).resolve().parent
 APPS = HERE / "apps"
 DEADLINE = 30.0  # generous: a loaded 2-core machine is slow
+# The commands of the environment running the tests, found next to its interpreter, so the
+# suite also runs from a virtualenv that is not activated (/path/venv/bin/pytest).
+SHAREDSOCK = str(Path(sys.executable).with_name("sharedsock"))
 
 _LISTENING = re.compile(r"Listening at: (\S+)")
 _BOOTED = re.compile(r"Booted worker (\d+) \(generation (\d+)\)")
@@ -51,7 +54,7 @@ class Server:
         full_env["PYTHONUNBUFFERED"] = "1"
         if env:
             full_env.update(env)
-        self.args = (command or ["sharedsock"]) + args
+        self.args = (command or [SHAREDSOCK]) + args
         self.proc = subprocess.Popen(self.args, stdout=self._log_file, stderr=subprocess.STDOUT,
                                      env=full_env, cwd=str(cwd or tmp_path),
                                      start_new_session=True, pass_fds=pass_fds)

@@ -11,13 +11,13 @@ import textwrap
 
 import pytest
 
-from conftest import APPS, http_get, wait_for
+from conftest import APPS, SHAREDSOCK, http_get, wait_for
 from sharedsock.errors import ConfigError
 
 
 def run_cli(args: list[str], tmp_path, timeout: float = 60) -> subprocess.CompletedProcess:
     env = dict(os.environ, PYTHONPATH=str(APPS))
-    return subprocess.run(["sharedsock", *args], capture_output=True, text=True, env=env,
+    return subprocess.run([SHAREDSOCK, *args], capture_output=True, text=True, env=env,
                           cwd=tmp_path, timeout=timeout)
 
 
@@ -89,7 +89,7 @@ def test_environment_bind_list_binds_every_address(start_server, separator):
 def test_each_bind_flag_is_one_address_kept_whole(tmp_path):
     """The escape hatch for a unix socket path with a comma: one flag, one address."""
     path = tmp_path / "a,b.sock"
-    result = subprocess.run(["sharedsock", "--print-config", "--bind", f"unix:{path}",
+    result = subprocess.run([SHAREDSOCK, "--print-config", "--bind", f"unix:{path}",
                              "--bind", "127.0.0.1:0"], capture_output=True, text=True,
                             env=dict(os.environ, SHAREDSOCK_BIND="127.0.0.1:1,127.0.0.1:2"), timeout=60,
                             check=False)
@@ -162,7 +162,7 @@ def test_bind_text_is_split_at_commas_and_spaces_but_list_items_are_kept_whole()
 
 def test_bad_environment_variable_is_one_line(tmp_path):
     env = dict(os.environ, PYTHONPATH=str(APPS), SHAREDSOCK_WORKERS="zero")
-    result = subprocess.run(["sharedsock", "testapp:app"], capture_output=True, text=True, env=env,
+    result = subprocess.run([SHAREDSOCK, "testapp:app"], capture_output=True, text=True, env=env,
                             cwd=tmp_path, timeout=60)
     assert result.returncode == 2
     assert result.stderr.strip() == "sharedsock: error: SHAREDSOCK_WORKERS: expected an integer, got 'zero'"
@@ -194,7 +194,7 @@ def test_bad_app_attribute_exit_2(start_server, target, expected):
 
 def test_print_config_shows_resolved_values(tmp_path):
     env = dict(os.environ, SHAREDSOCK_THREADS="3")
-    result = subprocess.run(["sharedsock", "--print-config", "--workers", "5"], capture_output=True,
+    result = subprocess.run([SHAREDSOCK, "--print-config", "--workers", "5"], capture_output=True,
                             text=True, env=env, timeout=60)
     assert result.returncode == 0
     assert "workers                  = 5" in result.stdout

@@ -10,13 +10,13 @@ import textwrap
 
 import pytest
 
-from conftest import http_get, pid_of, wait_for
+from conftest import SHAREDSOCK, http_get, pid_of, wait_for
 
 
 def test_default_workers_follow_cpu_affinity():
     if not shutil.which("taskset"):
         pytest.skip("taskset (util-linux) is not installed")
-    result = subprocess.run(["taskset", "-c", "0", "sharedsock", "--print-config"],
+    result = subprocess.run(["taskset", "-c", "0", SHAREDSOCK, "--print-config"],
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert "workers                  = 1\n" in result.stdout

@@ -9,7 +9,7 @@ import subprocess
 
 import pytest
 
-from conftest import APPS, ResponseReader, at, listener_urls, module_server
+from conftest import APPS, SHAREDSOCK, ResponseReader, at, listener_urls, module_server
 from sharedsock.config import build_config
 from sharedsock.errors import ConfigError
 from sharedsock.proxy import TrustedProxies, apply_proxy_headers, parse_forwarded
@@ -171,7 +171,7 @@ def test_forwarded_headers_option_refuses(raw, message):
 
 def test_mixing_families_on_the_command_line_is_exit_2(tmp_path):
     env = dict(os.environ, PYTHONPATH=str(APPS))
-    result = subprocess.run(["sharedsock", "--bind", "127.0.0.1:0", "--forwarded-headers",
+    result = subprocess.run([SHAREDSOCK, "--bind", "127.0.0.1:0", "--forwarded-headers",
                              "x-forwarded-for,forwarded", "testapp:app"],
                             check=False, capture_output=True, text=True, env=env, cwd=tmp_path,
                             timeout=60)

@@ -18,17 +18,12 @@ import sys
 from typing import NoReturn
 
 from sharedsock.appspec import AppSpec
+from sharedsock.bootstrap import fresh_interpreter
 from sharedsock.config import Config, build_config
-from sharedsock.errors import SharedsockError
+from sharedsock.errors import SharedsockError, exit_code_for
 
 BOOT_ENV = "SHAREDSOCK_DJANGO_BOOT"
 ADDRESSES = "{addresses}"  # in the banner: replaced by the bound addresses
-_BOOTSTRAP = (
-    "import json, os, sys; "
-    f"boot = json.loads(os.environ.pop({BOOT_ENV!r})); "
-    "sys.path[:] = boot['sys_path']; "
-    "from sharedsock.integrations.django.handover import main; main(boot)"
-)
 
 
 def exec_master(config: Config, spec: AppSpec, banner: str = "") -> NoReturn:
@@ -37,29 +32,19 @@ def exec_master(config: Config, spec: AppSpec, banner: str = "") -> NoReturn:
     The master prints ``banner`` on stdout once it has bound every address, so a taken port
     is never preceded by a "Starting ..." that did not happen.
     """
-    boot = {"sys_path": list(sys.path), "config": config.to_dict(), "app": spec.to_dict(),
-            "banner": banner}
-    env = dict(os.environ)
+    boot = {"config": config.to_dict(), "app": spec.to_dict(), "banner": banner}
+    argv, env = fresh_interpreter("sharedsock.integrations.django.handover:main")
     env[BOOT_ENV] = json.dumps(boot)
     sys.stdout.flush()
     sys.stderr.flush()
-    os.execve(sys.executable, [sys.executable, *_interpreter_flags(), "-c", _BOOTSTRAP], env)
+    os.execve(argv[0], argv, env)
 
 
-def _interpreter_flags() -> list[str]:
-    """Keep -W, -X and -O, which change behaviour, across the exec."""
-    flags = [f"-W{w}" for w in sys.warnoptions]
-    for key, value in sys._xoptions.items():
-        flags.append(f"-X{key}" if value is True else f"-X{key}={value}")
-    if sys.flags.optimize:
-        flags.append("-" + "O" * sys.flags.optimize)
-    return flags
-
-
-def main(boot: dict) -> NoReturn:
+def main() -> NoReturn:
     """Run the master in the fresh interpreter; exit with its exit code."""
     from sharedsock.runner import run
 
+    boot = json.loads(os.environ.pop(BOOT_ENV))
     banner = boot.get("banner", "")
 
     def announce(listeners: list) -> None:
@@ -72,7 +57,7 @@ def main(boot: dict) -> NoReturn:
         master = run(config, AppSpec.from_dict(boot["app"]), on_bound=announce)
     except SharedsockError as exc:  # e.g. the port is taken: one line, like the checks before exec
         print(f"CommandError: {exc}", file=sys.stderr)
-        sys.exit(getattr(exc, "exit_code", 1))
+        sys.exit(exit_code_for(exc))
     except KeyboardInterrupt:  # Ctrl-C before the master installed its handlers
         sys.exit(130)
     sys.exit(master.exit_code)

@@ -16,7 +16,7 @@ from flask.helpers import get_debug_flag
 
 from sharedsock.appspec import AppSpec
 from sharedsock.config import format_config, to_log_level, unknown_env_warnings
-from sharedsock.errors import AppLoadError, ConfigError, SharedsockError
+from sharedsock.errors import AppLoadError, ConfigError, SharedsockError, exit_code_for
 
 from . import discovery
 from .loader import announce_debugger, with_debugger
@@ -31,7 +31,7 @@ class ServerError(click.ClickException):
 
     def __init__(self, exc: SharedsockError) -> None:
         super().__init__(str(exc))
-        self.exit_code = getattr(exc, "exit_code", 1)
+        self.exit_code = exit_code_for(exc)
 
 
 @dataclass(frozen=True)

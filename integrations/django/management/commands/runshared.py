@@ -33,7 +33,7 @@ from ...binds import addrport_to_bind
 from ...handover import ADDRESSES, exec_master
 from ...loader import LOADER
 
-CONFIG_ERROR = 2  # sharedsock's exit code for configuration problems, used for every refusal here
+CONFIG_ERROR = ConfigError.exit_code  # for every refusal here, as the other front ends do
 
 
 class Command(BaseCommand):
