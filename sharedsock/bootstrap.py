@@ -27,7 +27,7 @@ def fresh_interpreter(entry: str, env: dict[str, str] | None = None) -> tuple[li
     """``(argv, environ)`` of a new interpreter that calls ``entry`` (``module:function``)."""
     module, _, function = entry.partition(":")
     code = ("import json, os, sys; "
-            f"sys.path[:] = json.loads(os.environ.pop({SYS_PATH_ENV!r})); "
+            f"sys.path[:] = json.loads(os.environ[{SYS_PATH_ENV!r}]); "
             f"from {module} import {function}; {function}()")
     environ = dict(os.environ if env is None else env)
     environ[SYS_PATH_ENV] = json.dumps(sys.path)

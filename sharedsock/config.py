@@ -397,7 +397,8 @@ def env_values(environ: Mapping[str, str] | None = None) -> dict[str, str]:
 
 
 # Set by sharedsock itself for the processes it starts, never by a user.
-INTERNAL_ENV = frozenset({"SHAREDSOCK_CONTROL_FD", "SHAREDSOCK_SYS_PATH", "SHAREDSOCK_DJANGO_BOOT"})
+INTERNAL_ENV = frozenset({"SHAREDSOCK_CONTROL_FD", "SHAREDSOCK_SYS_PATH", "SHAREDSOCK_DJANGO_BOOT",
+                          "SHAREDSOCK_UPGRADE_FD"})
 
 
 def unknown_env_warnings(environ: Mapping[str, str] | None = None, prefix: str = ENV_PREFIX,

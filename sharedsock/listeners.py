@@ -53,7 +53,7 @@ class Listener:
     def describe(self) -> dict:
         """What a spawned worker needs besides the fd itself."""
         return {"is_unix": self.is_unix, "server_name": self.server_name,
-                "server_port": self.server_port}
+                "server_port": self.server_port, "unlink_path": self.unlink_path}
 
 
 @dataclass(frozen=True)
@@ -239,12 +239,13 @@ def listener_from_socket(sock: socket.socket, unlink_path: str | None = None) ->
 
 
 def adopt_in_worker(fds: list[int], infos: list[dict]) -> list[Listener]:
-    """Rebuild Listener objects from fds received over SCM_RIGHTS."""
+    """Rebuild Listener objects from fds received over SCM_RIGHTS (a worker, or a new master)."""
     listeners = []
     for fd, info in zip(fds, infos):
         sock = socket.socket(fileno=fd)
         sock.setblocking(False)
-        listeners.append(Listener(sock, info["is_unix"], info["server_name"], info["server_port"]))
+        listeners.append(Listener(sock, info["is_unix"], info["server_name"], info["server_port"],
+                                  info.get("unlink_path")))
     return listeners
 
 

@@ -15,6 +15,7 @@ import logging
 import os
 import selectors
 import signal
+import subprocess
 import threading
 import time
 from collections import deque
@@ -39,6 +40,8 @@ from .launcher import WorkerProcess, start_worker
 from .listeners import Listener, close_listeners, open_listeners
 from .logs import format_exception_line, log, reopen_logs
 from .signals import MASTER_SIGNALS, UNUSED_SIGNALS, set_process_title
+from .systemd import Notifier
+from .upgrade import Handover, Upgrade
 
 TICK = 0.25
 ABORT_GRACE = 5.0  # after SIGABRT, how long a stuck worker gets to dump its stacks
@@ -50,6 +53,7 @@ CRASH_WINDOW = 5.0
 BACKOFF_FIRST = 0.1
 BACKOFF_MAX = 10.0
 CRASH_REMINDER = 60.0
+UPGRADE_BOOT_LIMIT = 60.0  # a new master that is not serving by then is given up
 _WAKE = object()
 
 
@@ -78,6 +82,13 @@ class Master:
         self.quick_crashes = 0  # workers in a row that died within CRASH_WINDOW of booting
         self.crash_reminder = 0.0
         self.last_crash = 0.0
+        self.notifier = Notifier()
+        self.serving_generation = 0  # the generation last reported ready (to systemd, hooks)
+        self.status = ""
+        self.upgrade: Upgrade | None = None  # SIGUSR2: the new master we started
+        self.handover: Handover | None = None  # we are that new master: the old one waits
+        self.handed_over = False  # a new master serves our sockets now: leave them be
+        self.cwd = os.getcwd()
         self.watched: dict[str, float] = {}
         self.next_watch = 0.0
         self.settling: list[str] = []  # changed files not yet reloaded for
@@ -94,16 +105,27 @@ class Master:
             raise ConfigError("sharedsock must run on the main thread: Python only delivers "
                               "signals there")
         config = self.config
-        self.listeners = open_listeners(config.bind, config.backlog, config.umask)
+        from . import upgrade
+
+        self.handover = upgrade.inherited()
+        if self.handover is not None:
+            self.listeners = self.handover.listeners
+        else:
+            self.listeners = open_listeners(config.bind, config.backlog, config.umask)
         try:
             if self.on_bound is not None:
                 self.on_bound(self.listeners)
-            self._write_pid()
+            if self.handover is None:  # an upgrade's new master takes the file once it serves
+                self._write_pid()
             if config.preload and self.spec.app is None:
                 self._preload()
             self._install_signals()
             set_process_title(f"sharedsock: master [{config.proc_name or self.spec.name}]")
             log.info("sharedsock %s, master pid %d", __version__, os.getpid())
+            if self.handover is not None:
+                log.info("upgrade: took over %d listening socket(s) from master %d; binds in the "
+                         "configuration are not re-read until a full restart", len(self.listeners),
+                         self.handover.old_pid)
             if self.spec.app is not None:  # preloaded: the app is known to import
                 self._announce()
             for path in config.reload_extra_files:
@@ -137,12 +159,28 @@ class Master:
         gc.freeze()  # keep the preloaded objects' pages shared across fork
 
     def _write_pid(self) -> None:
-        if self.config.pid:
+        """A stale file (its process is gone) is replaced; a live one means a second server."""
+        path = self.config.pid
+        if not path:
+            return
+        other = _pid_in(path)
+        allowed = {os.getpid()} | ({self.handover.old_pid} if self.handover is not None else set())
+        if other is not None and other not in allowed and _alive(other):
+            raise ConfigError(f"--pid {path}: sharedsock already runs as pid {other} "
+                              "(stop it, or remove the file if that process is not sharedsock)")
+        try:
+            with open(path, "w") as f:
+                f.write(f"{os.getpid()}\n")
+        except OSError as exc:
+            raise ConfigError(f"--pid {path}: {exc.strerror}") from None
+
+    def _remove_pid(self) -> None:
+        """Only our own: after an upgrade the file names the new master."""
+        if self.config.pid and _pid_in(self.config.pid) == os.getpid():
             try:
-                with open(self.config.pid, "w") as f:
-                    f.write(f"{os.getpid()}\n")
-            except OSError as exc:
-                raise ConfigError(f"--pid {self.config.pid}: {exc.strerror}") from None
+                os.unlink(self.config.pid)
+            except OSError:
+                pass
 
     def _install_signals(self) -> None:
         self._wake_r, self._wake_w = os.pipe()
@@ -178,12 +216,11 @@ class Master:
                 os.close(fd)
         self._wake_r = self._wake_w = -1
         self.sel.close()
-        close_listeners(self.listeners, unlink=True)
-        if self.config.pid:
-            try:
-                os.unlink(self.config.pid)
-            except OSError:
-                pass
+        close_listeners(self.listeners, unlink=not self.handed_over)  # a new master's sockets now
+        if self.upgrade is not None and not self.upgrade.ready:
+            self._abandon_upgrade("this master is stopping")
+        self._remove_pid()
+        self.notifier.close()
 
     # -- loop --------------------------------------------------------------
 
@@ -197,6 +234,8 @@ class Master:
                             pass
                     except (BlockingIOError, InterruptedError):
                         pass
+                elif key.data is self.upgrade:
+                    self._read_upgrade()
                 else:
                     self._read_worker(key.data)
             while self.signals:
@@ -205,6 +244,11 @@ class Master:
             now = time.monotonic()
             self._enforce_deadlines(now)
             self._check_stable(now)
+            if self.upgrade is not None:
+                self._check_upgrade(now)
+            if self.notifier.enabled:
+                self.notifier.ping_if_due(now)
+                self._report_status()
             if self.stopping or self.quick_stop:
                 if not self.workers:
                     return
@@ -248,13 +292,16 @@ class Master:
             for w in self.workers:
                 w.signal(signal.SIGUSR1)
             log.info("SIGUSR1: log files reopened")
+        elif signum == signal.SIGUSR2:
+            self._begin_upgrade()
         elif signum in UNUSED_SIGNALS:
             level = logging.DEBUG if signum == signal.SIGWINCH else logging.INFO  # every terminal resize
             log.log(level, "%s: ignored (sharedsock has no use for it)", signal.Signals(signum).name)
 
     def _begin_stop(self, quick: bool) -> None:
         now = time.monotonic()
-        if not quick:
+        self.notifier.stopping()
+        if not quick and not self.handed_over:
             # New clients now wait in their handshake instead of joining the queue; the
             # workers take the queued ones before they close their copies (see worker
             # _take_backlog). Closing the last copy with clients queued would reset them.
@@ -287,6 +334,7 @@ class Master:
         self.broken = False
         self.boot_failures = 0
         self.next_spawn = 0.0
+        self.notifier.reloading()
         log.info("%s: reloading, starting worker generation %d", why, self.generation)
 
     # -- worker messages -----------------------------------------------------
@@ -423,7 +471,8 @@ class Master:
             for x in self.workers:
                 if x.generation == self.generation:
                     x.terminate()
-            self.generation = previous
+            self.generation = self.serving_generation = previous
+            self.notifier.ready(f"reload failed ({reason}); generation {previous} keeps serving")
             if self.config.reload:
                 self.broken = True
             return
@@ -495,14 +544,121 @@ class Master:
                 w.terminate()
             current = by_age[-missing:]
         if all(w.ready for w in current):
+            if self.serving_generation != self.generation and len(current) == self.target_workers:
+                self._generation_serving()
             for w in self.workers:
                 if (w.generation != self.generation or w.leaving) and not w.term_sent:
                     w.terminate()
+
+    def _generation_serving(self) -> None:
+        """Every worker of the current generation is ready: the server is (again) ready."""
+        first = self.serving_generation == 0
+        self.serving_generation = self.generation
+        self.status = self._status_text()
+        self.notifier.ready(self.status)
+        if first and self.handover is not None:
+            # We are the new master of an upgrade: the old one may go now.
+            try:
+                self._write_pid()
+            except ConfigError as exc:
+                log.error("%s", exc)
+            self.handover.say_ready()
+            log.info("upgrade: serving; master %d drains and exits", self.handover.old_pid)
+            self.handover = None
+
+    def _status_text(self) -> str:
+        ready = sum(1 for w in self.workers if w.ready and not w.term_sent)
+        return f"{ready} of {self.target_workers} workers ready, generation {self.serving_generation}"
+
+    def _report_status(self) -> None:
+        if self.serving_generation:
+            text = self._status_text()
+            if text != self.status:
+                self.status = text
+                self.notifier.status(text)
+
+    # -- SIGUSR2: upgrade ----------------------------------------------------
+
+    def _begin_upgrade(self) -> None:
+        if self.upgrade is not None:
+            log.warning("SIGUSR2: refused, the upgrade to master %d is still under way",
+                        self.upgrade.pid)
+            return
+        if self.handover is not None or self.serving_generation != self.generation or any(
+                w.generation != self.generation for w in self.workers):
+            log.warning("SIGUSR2: refused while workers are being started or replaced (a reload "
+                        "or the first boot); send it again once they are ready")
+            return
+        from .upgrade import restart_command, start
+
+        try:
+            self.upgrade = start(self.listeners, self.cwd)
+        except OSError as exc:
+            log.error("SIGUSR2: could not start a new master: %s", exc)
+            return
+        self.sel.register(self.upgrade.channel, selectors.EVENT_READ, self.upgrade)
+        log.info("SIGUSR2: upgrading: started new master %d (%s); this one serves until it is ready",
+                 self.upgrade.pid, " ".join(restart_command()))
+
+    def _read_upgrade(self) -> None:
+        upgrade = self.upgrade
+        assert upgrade is not None
+        lines, eof = upgrade.reader.read_lines()
+        if "ready" in lines and not upgrade.ready:
+            upgrade.ready = True
+            log.info("upgrade: master %d is serving; draining this master's workers", upgrade.pid)
+            self.notifier.notify(MAINPID=upgrade.pid, READY=1)
+            self.handed_over = True
+            self._begin_stop(quick=False)
+        if eof:
+            self.sel.unregister(upgrade.channel)
+            upgrade.close()
+
+    def _check_upgrade(self, now: float) -> None:
+        upgrade = self.upgrade
+        assert upgrade is not None
+        if upgrade.ready:
+            return
+        code = upgrade.proc.poll()
+        if code is not None:
+            self._upgrade_failed(f"the new master exited with code {code}")
+        elif now - upgrade.started > UPGRADE_BOOT_LIMIT:
+            self._abandon_upgrade(f"the new master was not serving after {UPGRADE_BOOT_LIMIT:g}s")
+
+    def _abandon_upgrade(self, why: str) -> None:
+        upgrade = self.upgrade
+        if upgrade is None:
+            return
+        try:
+            upgrade.proc.terminate()
+            upgrade.proc.wait(self.config.graceful_timeout + 5)
+        except subprocess.TimeoutExpired:
+            upgrade.proc.kill()
+            upgrade.proc.wait()
+        self._upgrade_failed(why)
+
+    def _upgrade_failed(self, why: str) -> None:
+        upgrade = self.upgrade
+        assert upgrade is not None
+        log.error("upgrade failed: %s; this master keeps serving", why)
+        try:
+            self.sel.unregister(upgrade.channel)
+        except (KeyError, ValueError):
+            pass
+        upgrade.close()
+        self.upgrade = None
+        if self.config.pid and _pid_in(self.config.pid) != os.getpid():
+            try:
+                self._write_pid()
+            except ConfigError as exc:
+                log.error("%s", exc)
 
     def _spawn(self) -> None:
         used = {w.index for w in self.workers if w.generation == self.generation and not w.term_sent}
         index = next(i for i in range(len(used) + 1) if i not in used)
         keep_out = [self._wake_r, self._wake_w] + [w.control.fileno() for w in self.workers]
+        if self.upgrade is not None:
+            keep_out.append(self.upgrade.channel.fileno())
         try:
             w = start_worker(self.config, self.spec, self.listeners, self.generation, index, keep_out)
         except OSError as exc:
@@ -563,3 +719,25 @@ def _stamps(data: Any) -> dict[str, float | None]:
     if isinstance(data, list):
         return {p: None for p in data if isinstance(p, str)}
     return {}
+
+
+def _pid_in(path: str) -> int | None:
+    try:
+        with open(path) as f:
+            return int(f.read().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie is not a running server
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True

@@ -37,7 +37,7 @@ from .http.parser import Limits
 from .listeners import Listener
 from .logs import AccessLog, format_exception_line, log, reopen_logs
 from .proxy import TrustedProxies
-from .signals import UNUSED_SIGNALS, set_process_title
+from .signals import WORKER_IGNORED, set_process_title
 from .wsgi import base_environ
 
 _WAKE = object()
@@ -177,9 +177,7 @@ class Worker:
     # -- signals -----------------------------------------------------------
 
     def _install_signals(self) -> None:
-        # The master decides on these; Ctrl-C reaches it too.
-        handlers = {sig: signal.SIG_IGN for sig in (signal.SIGINT, signal.SIGHUP, signal.SIGTTIN,
-                                                      signal.SIGTTOU, *UNUSED_SIGNALS)}
+        handlers = {sig: signal.SIG_IGN for sig in WORKER_IGNORED}
         handlers.update({signal.SIGTERM: self._on_term, signal.SIGQUIT: self._on_quit,
                          signal.SIGUSR1: self._on_usr1, signal.SIGABRT: self._on_abort,
                          signal.SIGCHLD: signal.SIG_DFL})

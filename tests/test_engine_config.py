@@ -271,7 +271,7 @@ def test_systemd_socket_activation(tmp_path):
     # LISTEN_PID must be the server's own pid, so set it in the child right before exec.
     script = ("import os, sys; os.dup2(int(sys.argv[1]), 3); os.environ['LISTEN_FDS'] = '1'; "
               "os.environ['LISTEN_PID'] = str(os.getpid()); "
-              "os.execvp('sharedsock', ['sharedsock', 'testapp:app'])")
+              f"os.execv({SHAREDSOCK!r}, [{SHAREDSOCK!r}, 'testapp:app'])")
     log = tmp_path / "log"
     env = dict(os.environ, PYTHONPATH=str(APPS))
     with open(log, "wb") as out:

@@ -44,7 +44,7 @@ def main() -> NoReturn:
     """Run the master in the fresh interpreter; exit with its exit code."""
     from sharedsock.runner import run
 
-    boot = json.loads(os.environ.pop(BOOT_ENV))
+    boot = json.loads(os.environ[BOOT_ENV])  # kept: SIGUSR2 starts the same command again
     banner = boot.get("banner", "")
 
     def announce(listeners: list) -> None:
