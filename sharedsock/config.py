@@ -305,6 +305,22 @@ OPTIONS: tuple[Option, ...] = (
            help="Longest header field (name, colon and value); longer gets 431."),
     Option("limit_request_body", to_int, 1 << 30, section="Limits", metavar="BYTES", check=_at_least(0),
            help="Largest request body; larger gets 413. 0 means unlimited."),
+    # Health and metrics
+    Option("metrics_bind", to_str, None, section="Health and metrics", metavar="ADDRESS",
+           default_text="off",
+           help="Where the master serves GET /metrics (Prometheus), /livez and /readyz, itself, so "
+                "they answer while every worker is busy: HOST:PORT or unix:/PATH."),
+    Option("ready_workers", to_int, 0, section="Health and metrics", metavar="N", check=_at_least(0),
+           default_text="all (--workers)",
+           help="/readyz answers 200 while at least this many workers are ready, else 503."),
+    Option("shutdown_delay", to_float, 0.0, section="Health and metrics", metavar="SECONDS",
+           check=_at_least(0),
+           help="On SIGTERM, /readyz turns 503 at once and the workers keep serving this long "
+                "before they drain, so a load balancer stops sending traffic first."),
+    Option("max_worker_memory", to_int, 0, section="Health and metrics", metavar="MIB",
+           check=_at_least(0),
+           help="Retire a worker gracefully (its replacement starts first) once its resident "
+                "memory exceeds this many MiB, checked every 2 s (0: never)."),
     # HTTP
     Option("forwarded_allow_ips", to_forwarded_ips, ("127.0.0.1", "::1"), section="HTTP", metavar="IPS",
            help="Peers whose X-Forwarded-* and Forwarded headers are trusted: addresses or CIDR ranges, "
@@ -367,6 +383,10 @@ class Config:
     limit_request_fields: int
     limit_request_field_size: int
     limit_request_body: int
+    metrics_bind: str | None
+    ready_workers: int
+    shutdown_delay: float
+    max_worker_memory: int
     forwarded_allow_ips: tuple[str, ...]
     forwarded_headers: tuple[str, ...]
     root_path: str

@@ -40,6 +40,8 @@ from .launcher import WorkerProcess, start_worker
 from .listeners import Listener, close_listeners, open_listeners
 from .logs import format_exception_line, log, reopen_logs
 from .signals import MASTER_SIGNALS, UNUSED_SIGNALS, set_process_title
+from .metrics import MasterCounters, worker_rss
+from .status_server import StatusServer
 from .systemd import Notifier
 from .upgrade import Handover, Upgrade
 
@@ -54,6 +56,7 @@ BACKOFF_FIRST = 0.1
 BACKOFF_MAX = 10.0
 CRASH_REMINDER = 60.0
 UPGRADE_BOOT_LIMIT = 60.0  # a new master that is not serving by then is given up
+MEMORY_CHECK_EVERY = 2.0
 _WAKE = object()
 
 
@@ -89,6 +92,12 @@ class Master:
         self.handover: Handover | None = None  # we are that new master: the old one waits
         self.handed_over = False  # a new master serves our sockets now: leave them be
         self.cwd = os.getcwd()
+        self.counters = MasterCounters()
+        self.leave_reasons: dict[int, str] = {}  # pid -> why the worker is being replaced
+        self.status_listeners: list[Listener] = []
+        self.status_server: StatusServer | None = None
+        self.shutdown_at = 0.0  # --shutdown-delay: when the drain begins after a SIGTERM
+        self.next_memory_check = 0.0
         self.watched: dict[str, float] = {}
         self.next_watch = 0.0
         self.settling: list[str] = []  # changed files not yet reloaded for
@@ -119,7 +128,11 @@ class Master:
                 self._write_pid()
             if config.preload and self.spec.app is None:
                 self._preload()
+            if config.metrics_bind:
+                self.status_listeners = open_listeners((config.metrics_bind,), 64, config.umask)
             self._install_signals()
+            if self.status_listeners:
+                self._serve_status()
             set_process_title(f"sharedsock: master [{config.proc_name or self.spec.name}]")
             log.info("sharedsock %s, master pid %d", __version__, os.getpid())
             if self.handover is not None:
@@ -143,6 +156,8 @@ class Master:
         self.announced = True
         for listener in self.listeners:
             log.info("Listening at: %s (%d)", listener.url, os.getpid())
+        for listener in self.status_listeners:
+            log.info("Metrics and health at: %s (/metrics, /livez, /readyz)", listener.url)
         log.info("Start method: %s, %d worker(s), %d thread(s) each", self.config.start_method,
                  self.target_workers, self.config.threads)
 
@@ -215,6 +230,7 @@ class Master:
             if fd != -1:
                 os.close(fd)
         self._wake_r = self._wake_w = -1
+        self._close_status()
         self.sel.close()
         close_listeners(self.listeners, unlink=not self.handed_over)  # a new master's sockets now
         if self.upgrade is not None and not self.upgrade.ready:
@@ -236,6 +252,8 @@ class Master:
                         pass
                 elif key.data is self.upgrade:
                     self._read_upgrade()
+                elif key.data is self.status_server:
+                    self.status_server.on_event(key)
                 else:
                     self._read_worker(key.data)
             while self.signals:
@@ -246,6 +264,14 @@ class Master:
             self._check_stable(now)
             if self.upgrade is not None:
                 self._check_upgrade(now)
+            if self.status_server is not None:
+                self.status_server.sweep(now)
+            if self.shutdown_at and now >= self.shutdown_at and not self.stopping:
+                log.info("--shutdown-delay is over: draining")
+                self._begin_stop(quick=False)
+            if self.config.max_worker_memory and now >= self.next_memory_check:
+                self.next_memory_check = now + MEMORY_CHECK_EVERY
+                self._check_memory()
             if self.notifier.enabled:
                 self.notifier.ping_if_due(now)
                 self._report_status()
@@ -269,14 +295,20 @@ class Master:
             if self.stopping and signum == signal.SIGINT:
                 log.info("second SIGINT: stopping now")
                 self._begin_stop(quick=True)
-            elif not self.stopping:
+            elif not self.stopping and self.config.shutdown_delay and not self.shutdown_at:
+                delay = self.config.shutdown_delay
+                log.info("%s: not ready any more (/readyz 503); serving for %gs more, then "
+                         "stopping gracefully", signal.Signals(signum).name, delay)
+                self.shutdown_at = time.monotonic() + delay
+                self.notifier.stopping()
+            elif not self.stopping and not self.shutdown_at:
                 log.info("%s: stopping gracefully (up to %gs)", signal.Signals(signum).name,
                          self.config.graceful_timeout)
                 self._begin_stop(quick=False)
         elif signum == signal.SIGQUIT:
             log.info("SIGQUIT: stopping now")
             self._begin_stop(quick=True)
-        elif self.stopping or self.quick_stop:
+        elif self.stopping or self.quick_stop or self.shutdown_at:
             return
         elif signum == signal.SIGHUP:
             self._reload("SIGHUP")
@@ -335,6 +367,7 @@ class Master:
         self.boot_failures = 0
         self.next_spawn = 0.0
         self.notifier.reloading()
+        self.counters.reloads += 1
         log.info("%s: reloading, starting worker generation %d", why, self.generation)
 
     # -- worker messages -----------------------------------------------------
@@ -359,6 +392,7 @@ class Master:
                 log.info("Booted worker %d (generation %d)", w.pid, w.generation)
             elif kind == RETIRE:
                 w.leaving = True
+                self.leave_reasons.setdefault(w.pid, "max_requests")
             elif kind == FILES:
                 for path, mtime in _stamps(_json(payload)).items():
                     self._watch(path, mtime)
@@ -420,6 +454,7 @@ class Master:
             log.info("worker %d (generation %d) exited while starting: %s", w.pid, w.generation, how)
             return
         if code == EXIT_TIMED_OUT or w.abort_sent:
+            self.counters.restarts["timeout"] += 1
             log.error("worker %d (generation %d) timed out and was replaced", w.pid, w.generation)
             return
         if w.ready:
@@ -431,6 +466,7 @@ class Master:
         """A serving worker died. One that dies soon after booting, again and again, is
         restarted with a growing delay, and the loop is logged once, not per boot."""
         now = time.monotonic()
+        self.counters.restarts["crash"] += 1
         if now - w.ready_at >= CRASH_WINDOW:
             self.quick_crashes = 0
         self.quick_crashes += 1
@@ -548,7 +584,71 @@ class Master:
                 self._generation_serving()
             for w in self.workers:
                 if (w.generation != self.generation or w.leaving) and not w.term_sent:
+                    reason = "reload" if w.generation != self.generation else \
+                        self.leave_reasons.get(w.pid)
+                    if reason is not None and not self.handed_over:
+                        self.counters.restarts[reason] += 1
+                    self.leave_reasons.pop(w.pid, None)
                     w.terminate()
+
+    # -- health, metrics, memory ---------------------------------------------
+
+    def ready_count(self) -> int:
+        return sum(1 for w in self.workers if w.ready and not w.term_sent)
+
+    def is_ready(self) -> bool:
+        """/readyz: workers enough to serve, and no stop announced."""
+        if self.stopping or self.quick_stop or self.shutdown_at or not self.serving_generation:
+            return False
+        return self.ready_count() >= (self.config.ready_workers or self.target_workers)
+
+    def _status_answer(self, path: str) -> tuple[int, str, bytes]:
+        if path == "/metrics":
+            from .metrics import exposition
+
+            ctype, body = exposition(self)
+            return 200, ctype, body
+        if path == "/livez":
+            alive = bool(self.workers)
+            return (200 if alive else 503), "text/plain", b"ok\n" if alive else b"no worker alive\n"
+        if path == "/readyz":
+            ready = self.is_ready()
+            text = f"{'ready' if ready else 'not ready'}: {self.ready_count()} of " \
+                   f"{self.target_workers} workers ready\n"
+            return (200 if ready else 503), "text/plain", text.encode()
+        return 404, "text/plain", b"not found; try /metrics, /livez or /readyz\n"
+
+    def _serve_status(self) -> None:
+        self.status_server = StatusServer(self.status_listeners, self.sel, self._status_answer)
+
+    def _close_status(self) -> None:
+        if self.status_server is not None:
+            self.status_server.close()
+            self.status_server = None
+        close_listeners(self.status_listeners, unlink=True)
+        self.status_listeners = []
+
+    def _reopen_status(self) -> None:
+        if self.config.metrics_bind and not self.status_listeners:
+            try:
+                self.status_listeners = open_listeners((self.config.metrics_bind,), 64,
+                                                       self.config.umask)
+            except ConfigError as exc:
+                log.error("could not serve --metrics-bind again: %s", exc)
+                return
+            self._serve_status()
+
+    def _check_memory(self) -> None:
+        limit = self.config.max_worker_memory << 20
+        for w in self.workers:
+            if not w.ready or w.leaving or w.term_sent:
+                continue
+            rss = worker_rss(w.pid)
+            if rss is not None and rss > limit:
+                log.warning("worker %d uses %.1f MiB, over --max-worker-memory %d; replacing it",
+                            w.pid, rss / 1048576, self.config.max_worker_memory)
+                w.leaving = True
+                self.leave_reasons[w.pid] = "memory"
 
     def _generation_serving(self) -> None:
         """Every worker of the current generation is ready: the server is (again) ready."""
@@ -591,10 +691,12 @@ class Master:
             return
         from .upgrade import restart_command, start
 
+        self._close_status()  # the new master binds --metrics-bind itself
         try:
             self.upgrade = start(self.listeners, self.cwd)
         except OSError as exc:
             log.error("SIGUSR2: could not start a new master: %s", exc)
+            self._reopen_status()
             return
         self.sel.register(self.upgrade.channel, selectors.EVENT_READ, self.upgrade)
         log.info("SIGUSR2: upgrading: started new master %d (%s); this one serves until it is ready",
@@ -647,6 +749,7 @@ class Master:
             pass
         upgrade.close()
         self.upgrade = None
+        self._reopen_status()
         if self.config.pid and _pid_in(self.config.pid) != os.getpid():
             try:
                 self._write_pid()
@@ -659,6 +762,9 @@ class Master:
         keep_out = [self._wake_r, self._wake_w] + [w.control.fileno() for w in self.workers]
         if self.upgrade is not None:
             keep_out.append(self.upgrade.channel.fileno())
+        keep_out += [listener.sock.fileno() for listener in self.status_listeners]
+        if self.status_server is not None:
+            keep_out += list(self.status_server.clients)
         try:
             w = start_worker(self.config, self.spec, self.listeners, self.generation, index, keep_out)
         except OSError as exc:
