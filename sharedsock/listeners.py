@@ -12,6 +12,7 @@ import errno
 import os
 import socket
 import stat
+import struct
 from dataclasses import dataclass
 from typing import Any
 
@@ -260,3 +261,42 @@ def close_listeners(listeners: list[Listener], unlink: bool = False) -> None:
                 os.unlink(listener.unlink_path)
             except OSError:
                 pass
+
+
+# Classic BPF run on each packet that reaches a listening TCP socket, at the TCP header:
+# drop a SYN that opens a connection (the client retries, and is refused once the socket
+# closes), let everything else through, so handshakes already under way still complete.
+_TCP_FLAGS, _SYN, _ACK = 13, 0x02, 0x10
+_REFUSE_NEW_SYN = (
+    (0x30, 0, 0, _TCP_FLAGS),  # ldb [13]
+    (0x45, 0, 2, _SYN),        # jset #SYN ? next : accept
+    (0x45, 1, 0, _ACK),        # jset #ACK ? accept : drop
+    (0x06, 0, 0, 0),           # drop: ret #0
+    (0x06, 0, 0, 0xFFFFFFFF),  # accept: ret #-1
+)
+_SO_ATTACH_FILTER = 26
+
+
+def stop_new_connections(listener: Listener) -> None:
+    """The server stops: refuse new clients, keep the queued ones (and those mid-handshake)
+    for the workers to take. Closing a socket with clients queued would reset them.
+
+    TCP gets a socket filter that drops new SYNs; where that fails (and for unix sockets)
+    the accept queue is cut to its minimum instead.
+    """
+    sock = listener.sock
+    if sock.family in (socket.AF_INET, socket.AF_INET6):
+        import ctypes
+
+        code = b"".join(struct.pack("=HBBI", *op) for op in _REFUSE_NEW_SYN)
+        program = ctypes.create_string_buffer(code, len(code))
+        fprog = struct.pack("@HP", len(_REFUSE_NEW_SYN), ctypes.addressof(program))
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, _SO_ATTACH_FILTER, fprog)
+            return
+        except OSError:
+            pass
+    try:
+        sock.listen(0)
+    except OSError:
+        pass

@@ -37,7 +37,7 @@ from .channel import (
 from .config import Config
 from .errors import AppLoadError, ConfigError
 from .launcher import WorkerProcess, start_worker
-from .listeners import Listener, close_listeners, open_listeners
+from .listeners import Listener, close_listeners, open_listeners, stop_new_connections
 from .logs import format_exception_line, log, reopen_logs
 from .signals import MASTER_SIGNALS, UNUSED_SIGNALS, set_process_title
 from .metrics import MasterCounters, worker_rss
@@ -334,14 +334,10 @@ class Master:
         now = time.monotonic()
         self.notifier.stopping()
         if not quick and not self.handed_over:
-            # New clients now wait in their handshake instead of joining the queue; the
-            # workers take the queued ones before they close their copies (see worker
-            # _take_backlog). Closing the last copy with clients queued would reset them.
+            # New clients are refused from now on; the workers take the queued ones before
+            # they close their copies (see worker _take_backlog).
             for listener in self.listeners:
-                try:
-                    listener.sock.listen(0)
-                except OSError:
-                    pass
+                stop_new_connections(listener)
             for w in self.workers:
                 if w.ready:  # one still booting may not have read its boot message yet
                     w.tell(STOP)

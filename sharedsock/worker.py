@@ -567,10 +567,9 @@ class Worker:
     def _take_backlog(self) -> None:
         """The server stops: clients already queued in the kernel reached it and must be served.
 
-        The master has cut the listeners' backlog to nothing, so new clients wait in
-        their handshake (and are refused once the last listener closes) while this
-        worker and its siblings take the queued ones. Closing a listener with clients
-        still queued would reset them.
+        The master has made the listeners refuse new clients (listeners.stop_new_connections)
+        while this worker and its siblings take the queued ones. Closing a listener with
+        clients still queued would reset them.
         """
         room = self.config.worker_connections - len(self.conns) - self.in_pool
         for listener in self.listeners:
