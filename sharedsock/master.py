@@ -35,9 +35,11 @@ from .channel import (
 )
 from .config import Config
 from .errors import AppLoadError, ConfigError
+from .hooks import load_hooks, server_view
 from .launcher import WorkerProcess, start_worker
 from .listeners import Listener, close_listeners, open_listeners
 from .logs import format_exception_line, log, reopen_logs
+from .privileges import socket_owner
 from .signals import MASTER_SIGNALS, UNUSED_SIGNALS, set_process_title
 
 TICK = 0.25
@@ -85,6 +87,8 @@ class Master:
         self._old_handlers: dict[int, object] = {}
         self._old_wakeup_fd = -1
         self._wake_r = self._wake_w = -1
+        self.hooks = load_hooks(config, halt=self._halt)
+        self.view = server_view(self)
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -94,7 +98,8 @@ class Master:
             raise ConfigError("sharedsock must run on the main thread: Python only delivers "
                               "signals there")
         config = self.config
-        self.listeners = open_listeners(config.bind, config.backlog, config.umask)
+        self.hooks.on_starting(self.view)
+        self.listeners = open_listeners(config.bind, config.backlog, config.umask, owner=socket_owner(config))
         try:
             if self.on_bound is not None:
                 self.on_bound(self.listeners)
@@ -111,6 +116,7 @@ class Master:
             self._loop()
         finally:
             self._cleanup()
+            self.hooks.on_exit(self.view)
         return self.exit_code
 
     def _announce(self) -> None:
@@ -288,6 +294,7 @@ class Master:
         self.boot_failures = 0
         self.next_spawn = 0.0
         log.info("%s: reloading, starting worker generation %d", why, self.generation)
+        self.hooks.on_reload(self.view)
 
     # -- worker messages -----------------------------------------------------
 
@@ -309,6 +316,7 @@ class Master:
                 self.boot_failures = 0
                 self._announce()
                 log.info("Booted worker %d (generation %d)", w.pid, w.generation)
+                self.hooks.worker_ready(self.view)
             elif kind == RETIRE:
                 w.leaving = True
             elif kind == FILES:
@@ -352,6 +360,7 @@ class Master:
             if w.popen is not None:
                 w.popen.returncode = os.waitstatus_to_exitcode(status) if status else 0
             self._worker_exited(w, status)
+            self.hooks.worker_exit(self.view, w, status)
 
     def _worker_exited(self, w: WorkerProcess, status: int) -> None:
         expected = bool(w.term_sent or self.stopping or self.quick_stop)
@@ -504,7 +513,8 @@ class Master:
         index = next(i for i in range(len(used) + 1) if i not in used)
         keep_out = [self._wake_r, self._wake_w] + [w.control.fileno() for w in self.workers]
         try:
-            w = start_worker(self.config, self.spec, self.listeners, self.generation, index, keep_out)
+            w = start_worker(self.config, self.spec, self.listeners, self.generation, index, keep_out,
+                             self.hooks, self.view)
         except OSError as exc:
             log.error("could not start a worker: %s", exc)
             self.next_spawn = time.monotonic() + 1.0
