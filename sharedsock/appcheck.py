@@ -52,7 +52,8 @@ def check_app(config: Config, spec: AppSpec) -> None:
         report = pipe.read().decode("utf-8", "replace")
     if report.startswith("ok"):
         return
-    raise AppLoadError(report.strip() or f"the check died while loading the app (exit code {proc.returncode})")
+    reason = report.strip() or f"the check died while loading it (exit code {proc.returncode})"
+    raise AppLoadError(f"app failed to load: {reason}")
 
 
 def main() -> None:
