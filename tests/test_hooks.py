@@ -213,3 +213,23 @@ def test_undefined_hooks_leave_the_worker_as_it_was():
     boot = with_hooks(spec, Hooks({"post_request": lambda w, e, s: None}), server, worker)
     pre, post = request_hooks(boot)
     assert pre is None and callable(post)
+
+
+def test_readme_example_reopens_the_database_in_post_fork(start_server, tmp_path):
+    """--preload opens the connection in the master; post_fork gives each worker its own."""
+    _hook_file(tmp_path, """
+        preload = True
+        workers = 2
+
+        def post_fork(server, worker):
+            from db_app import db
+            db.connection.close()  # the master's: never use it from two processes
+            db.connect()
+    """)
+    env = {"DB_APP_PATH": str(tmp_path / "app.db")}
+    server = start_server(["db_app:app"], workers=2, env=env)
+    seen = {}
+    wait_for(lambda: seen.update({d["pid"]: d for d in [json.loads(http_get(server)[2])]}) or len(seen) == 2,
+             message="both workers answering")
+    for pid, data in seen.items():
+        assert data["opened_in"] == pid != server.proc.pid
