@@ -90,14 +90,19 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _OneLineParser(
         prog="sharedsock",
         description="Serve a WSGI app: one master binds the sockets, N workers share them.",
-        epilog="Every option can also be set with its SHAREDSOCK_* environment variable; "
-               "command-line flags win.",
+        epilog="Every option can also be set with its SHAREDSOCK_* environment variable, or in "
+               "a config file (--config, else ./sharedsock.conf.py): command-line flags win, then "
+               "the environment, then the file.",
     )
     parser.add_argument("app", nargs="?", metavar="MODULE:APP",
                         help="the WSGI app: package.module:app, package.module:create_app(), "
                              "or package.module (finds 'application' or 'app')")
     parser.add_argument("--print-config", action="store_true",
                         help="print the resolved configuration and exit")
+    parser.add_argument("--check-config", action="store_true",
+                        help="check the configuration, the addresses' syntax and that the app loads "
+                             "(as a worker would: same user, directory and loader), then exit 0, "
+                             "or 2 with the problem; nothing is bound or served")
     parser.add_argument("--version", action="version", version=f"sharedsock {__version__}")
     add_option_arguments(parser)
     return parser
@@ -106,7 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    from .runner import resolve, run
+    from .runner import check, enter_directory, resolve, run
 
     try:
         config = resolve(given_options(args), source="command line")
@@ -116,8 +121,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not args.app:
             parser.error("no app given: expected MODULE:APP, e.g. myproject.wsgi:application")
         spec = AppSpec.from_target(args.app)
+        enter_directory(config)
         if os.getcwd() not in sys.path:
             sys.path.insert(0, os.getcwd())  # like python -m: the current directory is importable
+        if args.check_config:
+            check(config, spec)
+            where = f", config file {config.config}" if config.config else ""
+            print(f"sharedsock: configuration OK{where}; app {spec.name} loads")
+            return 0
         master = run(config, spec)
     except SharedsockError as exc:
         print(f"sharedsock: error: {exc}", file=sys.stderr)

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import grp
 import ipaddress
 import os
+import pwd
 import sys
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping
@@ -165,6 +167,54 @@ def to_forwarded_headers(value: Any) -> tuple[str, ...]:
 
 
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+
+
+def to_path(value: Any) -> str:
+    """A path, made absolute now: the process may change directory later (``--chdir``), and a
+    spawned worker or the Django hand-over must read it the same way."""
+    if isinstance(value, os.PathLike):
+        value = os.fspath(value)
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"expected a path, got {value!r}")
+    return os.path.abspath(os.path.expanduser(value.strip()))
+
+
+def to_config_path(value: Any) -> str:
+    """Like ``to_path``, but an empty string is kept: it means "read no config file"."""
+    if isinstance(value, str) and not value.strip():
+        return ""
+    return to_path(value)
+
+
+def _to_identity(value: Any, what: str) -> str:
+    if isinstance(value, int) and not isinstance(value, bool):
+        if value < 0:
+            raise ValueError(f"expected a {what} name or id, got {value!r}")
+        return str(value)
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"expected a {what} name or id, got {value!r}")
+    return value.strip()
+
+
+def to_user(value: Any) -> str:
+    """A user name or uid, kept as written; a name must exist (an id need not, as with chown)."""
+    text = _to_identity(value, "user")
+    if not text.isdigit():
+        try:
+            pwd.getpwnam(text)
+        except KeyError:
+            raise ValueError(f"no such user {text!r}") from None
+    return text
+
+
+def to_group(value: Any) -> str:
+    text = _to_identity(value, "group")
+    if not text.isdigit():
+        try:
+            grp.getgrnam(text)
+        except KeyError:
+            raise ValueError(f"no such group {text!r}") from None
+    return text
 
 
 def _at_least(minimum: float) -> Callable[[Any], None]:
@@ -354,6 +404,21 @@ OPTIONS: tuple[Option, ...] = (
            help="Write the master's PID to this file."),
     Option("proc_name", to_str, None, section="Logging", metavar="NAME", default_text="the app",
            help="Name shown in process titles (needs setproctitle)."),
+    # Process
+    Option("config", to_config_path, None, section="Process", short="-c", metavar="FILE",
+           default_text="./sharedsock.conf.py if present",
+           help="Python config file: module-level names are options (workers = 4) and functions "
+                "named after hooks are hooks (see Config file and hooks). The command line and "
+                "SHAREDSOCK_* win over it; it wins over the framework's settings. \"\" reads none."),
+    Option("chdir", to_path, None, section="Process", metavar="DIR", default_text="stay",
+           help="Change to this directory before anything else: the app is imported from it, and "
+                "relative paths (logs, pid file, unix sockets) are resolved in it."),
+    Option("user", to_user, None, section="Process", metavar="USER", default_text="unchanged",
+           help="Run workers as this user (name or uid); the master stays root to bind and "
+                "supervise. Supplementary groups are the user's. Needs the master to run as root."),
+    Option("group", to_group, None, section="Process", metavar="GROUP",
+           default_text="the user's primary group",
+           help="Run workers with this group (name or gid)."),
 )
 
 OPTIONS_BY_NAME: dict[str, Option] = {o.name: o for o in OPTIONS}
@@ -399,6 +464,10 @@ class Config:
     access_log_format: str
     pid: str | None
     proc_name: str | None
+    config: str | None
+    chdir: str | None
+    user: str | None
+    group: str | None
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:

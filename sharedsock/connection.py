@@ -56,6 +56,8 @@ class ServerContext:
         self.draining = False
         self.requests_served = 0
         self.inflight: dict[Connection, float] = {}
+        self.pre_request: Callable[[dict], None] | None = None  # config-file hooks, set at worker start
+        self.post_request: Callable[[dict, str], None] | None = None
 
     def oldest_request_start(self) -> float:
         starts = list(self.inflight.values())
@@ -280,6 +282,8 @@ class Connection:
         result = None
         try:
             try:
+                if ctx.pre_request is not None:
+                    ctx.pre_request(environ)
                 result = ctx.app(environ, writer.start_response)
                 writer.send_result(result)
             finally:
@@ -310,6 +314,8 @@ class Connection:
         finally:
             ctx.inflight.pop(self, None)
             ctx.requests_served += 1
+            if ctx.post_request is not None:
+                ctx.post_request(environ, writer.status)
         if ctx.access_log is not None:
             self._log_access(writer, started)
         if body is not None and not body.done:

@@ -12,11 +12,13 @@ from dataclasses import dataclass, field
 
 from .appspec import AppSpec
 from .bootstrap import fresh_interpreter
-from .channel import LineReader, control_pair
+from .channel import EXIT_BOOT_FAILED, LOAD_ERROR, LineReader, control_pair, send_line
 from .config import Config
 from .handoff import send_boot
+from .hooks import NO_HOOKS, Hooks, ServerView, WorkerView, with_hooks
 from .listeners import Listener
 from .logs import log
+from .privileges import Identity, become, popen_arguments, worker_identity
 from .signals import MASTER_SIGNALS
 
 
@@ -67,21 +69,31 @@ class WorkerProcess:
 
 
 def start_worker(config: Config, spec: AppSpec, listeners: list[Listener], generation: int,
-                 index: int, keep_out: list[int]) -> WorkerProcess:
-    """Start one worker; ``keep_out`` are master-only fds a forked child must close."""
+                 index: int, keep_out: list[int], hooks: Hooks = NO_HOOKS,
+                 server: ServerView | None = None) -> WorkerProcess:
+    """Start one worker; ``keep_out`` are master-only fds a forked child must close.
+
+    ``server`` is the master's view for the hooks; a worker gets a fixed copy of it."""
     master_end, worker_end = control_pair()
+    identity = worker_identity(config)
+    num_workers = server.num_workers if server is not None else config.workers
     if config.start_method == "fork":
+        snapshot = ServerView.snapshot(config, os.getpid(), generation, num_workers)
+        if server is not None:
+            hooks.pre_fork(server, WorkerView(0, index, generation, config))
         held = signal.pthread_sigmask(signal.SIG_BLOCK, MASTER_SIGNALS)
         pid = os.fork()
         if pid == 0:
             master_end.close()
-            _run_forked(config, spec, listeners, worker_end, generation, index, keep_out)
+            _run_forked(config, spec, listeners, worker_end, generation, index, keep_out,
+                        identity, hooks, snapshot)
         signal.pthread_sigmask(signal.SIG_SETMASK, held)
         popen = None
     else:
         argv, env = fresh_interpreter("sharedsock.spawned:main")
         env["SHAREDSOCK_CONTROL_FD"] = str(worker_end.fileno())
-        popen = subprocess.Popen(argv, pass_fds=[worker_end.fileno()], env=env, close_fds=True)
+        popen = subprocess.Popen(argv, pass_fds=[worker_end.fileno()], env=env, close_fds=True,
+                                 **popen_arguments(identity))
         pid = popen.pid
     worker_end.close()
     if popen is not None:
@@ -94,6 +106,7 @@ def start_worker(config: Config, spec: AppSpec, listeners: list[Listener], gener
                 "generation": generation,
                 "index": index,
                 "cwd": os.getcwd(),
+                "server": {"pid": os.getpid(), "num_workers": num_workers},
             }, [listener.sock.fileno() for listener in listeners])
         except OSError as exc:
             log.error("could not hand the sockets to worker %d: %s", pid, exc)
@@ -104,7 +117,8 @@ def start_worker(config: Config, spec: AppSpec, listeners: list[Listener], gener
 
 
 def _run_forked(config: Config, spec: AppSpec, listeners: list[Listener], control: socket.socket,
-                generation: int, index: int, keep_out: list[int]) -> None:
+                generation: int, index: int, keep_out: list[int], identity: Identity | None,
+                hooks: Hooks, server: ServerView) -> None:
     """The child side of fork: never returns into the master's code."""
     code = 1
     try:
@@ -114,9 +128,20 @@ def _run_forked(config: Config, spec: AppSpec, listeners: list[Listener], contro
                 os.close(fd)
             except OSError:
                 pass
-        from .worker import Worker
+        from .worker import Worker  # imported as the master's user: sharedsock's own files
 
-        code = Worker(config, spec, listeners, control, index, generation).run()
+        if identity is not None:
+            try:
+                become(identity)
+            except OSError as exc:
+                reason = f"could not switch to {identity.label}: {exc}"
+                send_line(control, LOAD_ERROR, {"reason": reason, "files": {}}, reliable=True)
+                code = EXIT_BOOT_FAILED
+                return
+
+        view = WorkerView(os.getpid(), index, generation, config)
+        boot = with_hooks(spec, hooks, server, view)
+        code = Worker(config, boot, listeners, control, index, generation).run()
     except BaseException:  # noqa: BLE001 - a forked child must reach os._exit
         try:
             log.exception("worker %d crashed", os.getpid())

@@ -122,8 +122,11 @@ def systemd_fds() -> list[int]:
     return list(range(3, 3 + count))
 
 
-def open_listeners(binds: tuple[str, ...], backlog: int, umask: int | None) -> list[Listener]:
-    """Bind every address (or adopt systemd's sockets); on failure close what was opened."""
+def open_listeners(binds: tuple[str, ...], backlog: int, umask: int | None,
+                   owner: tuple[int, int] | None = None) -> list[Listener]:
+    """Bind every address (or adopt systemd's sockets); on failure close what was opened.
+
+    ``owner`` (uid, gid): who the unix socket files created here belong to (``--user``)."""
     specs = [parse_bind(b) for b in binds]
     limit = somaxconn()
     if limit is not None and backlog > limit:
@@ -142,7 +145,7 @@ def open_listeners(binds: tuple[str, ...], backlog: int, umask: int | None) -> l
             if spec.kind == "tcp":
                 opened.append(_bind_tcp(spec, backlog))
             elif spec.kind == "unix":
-                opened.append(_bind_unix(spec, backlog, umask))
+                opened.append(_bind_unix(spec, backlog, umask, owner))
             else:
                 opened.append(_adopt_fd(spec.fd, f"--bind {spec.text}"))
     except BaseException:
@@ -181,7 +184,8 @@ def _bind_tcp(spec: BindSpec, backlog: int) -> Listener:
     return Listener(sock, False, name[0], str(name[1]))
 
 
-def _bind_unix(spec: BindSpec, backlog: int, umask: int | None) -> Listener:
+def _bind_unix(spec: BindSpec, backlog: int, umask: int | None,
+               owner: tuple[int, int] | None = None) -> Listener:
     path = spec.path
     if os.path.exists(path) or os.path.islink(path):
         if not stat.S_ISSOCK(os.lstat(path).st_mode):
@@ -210,6 +214,14 @@ def _bind_unix(spec: BindSpec, backlog: int, umask: int | None) -> Listener:
     finally:
         if old_umask is not None:
             os.umask(old_umask)
+    if owner is not None:
+        try:
+            os.chown(path, *owner)
+        except OSError as exc:
+            sock.close()
+            os.unlink(path)
+            raise ConfigError(f"cannot bind {spec.text}: cannot give it to the workers' user "
+                              f"({exc.strerror})") from None
     sock.setblocking(False)
     return Listener(sock, True, path, "", unlink_path=path)
 

@@ -36,9 +36,11 @@ from .channel import (
 )
 from .config import Config
 from .errors import AppLoadError, ConfigError
+from .hooks import load_hooks, server_view
 from .launcher import WorkerProcess, start_worker
 from .listeners import Listener, close_listeners, open_listeners, stop_new_connections
 from .logs import format_exception_line, log, reopen_logs
+from .privileges import socket_owner
 from .signals import MASTER_SIGNALS, UNUSED_SIGNALS, set_process_title
 from .metrics import MasterCounters, worker_rss
 from .status_server import StatusServer
@@ -105,6 +107,8 @@ class Master:
         self._old_handlers: dict[int, object] = {}
         self._old_wakeup_fd = -1
         self._wake_r = self._wake_w = -1
+        self.hooks = load_hooks(config, halt=self._halt)
+        self.view = server_view(self)
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -116,11 +120,13 @@ class Master:
         config = self.config
         from . import upgrade
 
+        self.hooks.on_starting(self.view)
         self.handover = upgrade.inherited()
         if self.handover is not None:
             self.listeners = self.handover.listeners
         else:
-            self.listeners = open_listeners(config.bind, config.backlog, config.umask)
+            self.listeners = open_listeners(config.bind, config.backlog, config.umask,
+                                            owner=socket_owner(config))
         try:
             if self.on_bound is not None:
                 self.on_bound(self.listeners)
@@ -146,6 +152,7 @@ class Master:
             self._loop()
         finally:
             self._cleanup()
+            self.hooks.on_exit(self.view)
         return self.exit_code
 
     def _announce(self) -> None:
@@ -365,6 +372,7 @@ class Master:
         self.notifier.reloading()
         self.counters.reloads += 1
         log.info("%s: reloading, starting worker generation %d", why, self.generation)
+        self.hooks.on_reload(self.view)
 
     # -- worker messages -----------------------------------------------------
 
@@ -386,6 +394,7 @@ class Master:
                 self.boot_failures = 0
                 self._announce()
                 log.info("Booted worker %d (generation %d)", w.pid, w.generation)
+                self.hooks.worker_ready(self.view)
             elif kind == RETIRE:
                 w.leaving = True
                 self.leave_reasons.setdefault(w.pid, "max_requests")
@@ -430,6 +439,7 @@ class Master:
             if w.popen is not None:
                 w.popen.returncode = os.waitstatus_to_exitcode(status) if status else 0
             self._worker_exited(w, status)
+            self.hooks.worker_exit(self.view, w, status)
 
     def _worker_exited(self, w: WorkerProcess, status: int) -> None:
         expected = bool(w.term_sent or self.stopping or self.quick_stop)
@@ -762,7 +772,8 @@ class Master:
         if self.status_server is not None:
             keep_out += list(self.status_server.clients)
         try:
-            w = start_worker(self.config, self.spec, self.listeners, self.generation, index, keep_out)
+            w = start_worker(self.config, self.spec, self.listeners, self.generation, index, keep_out,
+                             self.hooks, self.view)
         except OSError as exc:
             log.error("could not start a worker: %s", exc)
             self.next_spawn = time.monotonic() + 1.0

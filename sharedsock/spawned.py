@@ -18,8 +18,11 @@ def main() -> None:
         sys.stderr.write(f"sharedsock: worker {os.getpid()} did not receive its sockets: {exc}\n")
         sys.exit(EXIT_BOOT_FAILED)
 
-    from .appspec import AppSpec
+    from .appspec import AppSpec, file_stamps
+    from .channel import EXIT_APP_LOAD_FAILED, LOAD_ERROR, send_line
     from .config import build_config
+    from .errors import ConfigError
+    from .hooks import ServerView, WorkerView, load_hooks, with_hooks
     from .listeners import adopt_in_worker
     from .logs import setup_error_log
     from .worker import Worker
@@ -32,5 +35,17 @@ def main() -> None:
     setup_error_log(config.error_log, config.log_level)
     listeners = adopt_in_worker(fds, message["listeners"])
     spec = AppSpec.from_dict(message["app"])
-    worker = Worker(config, spec, listeners, control, message["index"], message["generation"])
+    index, generation = message["index"], message["generation"]
+    try:
+        # The hooks are functions, which cannot travel in the boot message: read the file again.
+        hooks = load_hooks(config)
+    except ConfigError as exc:
+        files = file_stamps([config.config]) if config.config else {}  # --reload: wait for a fix
+        send_line(control, LOAD_ERROR, {"reason": str(exc), "files": files}, reliable=True)
+        sys.exit(EXIT_APP_LOAD_FAILED)
+    master = message.get("server") or {}
+    server = ServerView.snapshot(config, master.get("pid", os.getppid()), generation,
+                                 master.get("num_workers", config.workers))
+    boot = with_hooks(spec, hooks, server, WorkerView(os.getpid(), index, generation, config))
+    worker = Worker(config, boot, listeners, control, index, generation)
     sys.exit(worker.run())

@@ -33,6 +33,7 @@ from .channel import EXIT_APP_LOAD_FAILED, EXIT_OK, EXIT_TIMED_OUT, send_line
 from .config import Config
 from .connection import CLOSED, READY, WAIT, Connection, ServerContext
 from .heap import keep_freed_memory
+from .hooks import request_hooks
 from .http.parser import Limits
 from .listeners import Listener
 from .logs import AccessLog, format_exception_line, log, reopen_logs
@@ -127,6 +128,7 @@ class Worker:
             multithread=config.threads > 1,
             multiprocess=config.workers > 1 or config.reload,
         )
+        self.ctx.pre_request, self.ctx.post_request = request_hooks(self.app_spec)
         self._access = access
         self.environ_bases = {
             listener.sock.fileno(): base_environ(

@@ -27,9 +27,10 @@ in the current directory. Each worker imports the app itself, so a reload
 socket stays open.
 
 Every option can also be set with FLASK_RUNSHARED_<OPTION> or
-SHAREDSOCK_<OPTION>; the command line wins, then FLASK_RUNSHARED_*, then
-SHAREDSOCK_*, then app.config["SHAREDSOCK"] (a dict of option names), then
-the defaults.
+SHAREDSOCK_<OPTION>, or in a Python config file (--config FILE, else
+./sharedsock.conf.py); the command line wins, then FLASK_RUNSHARED_*, then
+SHAREDSOCK_*, then the config file, then app.config["SHAREDSOCK"] (a dict of
+option names), then the defaults.
 
 With --debug, one worker runs with the Werkzeug debugger (it keeps its state
 in one process); give --workers to run more, which turns the debugger off.

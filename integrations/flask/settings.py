@@ -5,13 +5,14 @@ Precedence, highest first:
 1. the command line (``--workers 4``),
 2. ``FLASK_RUNSHARED_WORKERS`` (specific to this command, so it beats...),
 3. ``SHAREDSOCK_WORKERS`` (read by every sharedsock front end),
-4. ``app.config["SHAREDSOCK"] = {"workers": 4}`` (the app's own defaults),
-5. the defaults of ``flask runshared``: the address from ``FLASK_RUN_HOST``/``FLASK_RUN_PORT``
+4. the config file (``--config``, else ``./sharedsock.conf.py``; added by ``runner.resolve``),
+5. ``app.config["SHAREDSOCK"] = {"workers": 4}`` (the app's own defaults),
+6. the defaults of ``flask runshared``: the address from ``FLASK_RUN_HOST``/``FLASK_RUN_PORT``
    (what ``flask run`` reads; 127.0.0.1:5000 without them), with ``--debug`` reload on, one
    worker and the access log on stdout, then the engine's defaults.
 
 ``--host``/``--port`` form a bind at the level they were given at (the one not given comes
-from level 5), and ``--bind`` given at the same level replaces them. Every value is parsed
+from level 6), and ``--bind`` given at the same level replaces them. Every value is parsed
 with the engine's own converter and labelled with where it came from, so an error says
 ``FLASK_RUNSHARED_WORKERS: expected an integer, got 'x'``.
 """

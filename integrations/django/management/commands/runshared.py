@@ -38,8 +38,8 @@ CONFIG_ERROR = ConfigError.exit_code  # for every refusal here, as the other fro
 
 class Command(BaseCommand):
     help = ("Serves the project with sharedsock: one master binds the address, worker processes "
-            "share it. Flags win over SHAREDSOCK_* environment variables, which win over "
-            "settings.SHAREDSOCK.")
+            "share it. Flags win over SHAREDSOCK_* environment variables, which win over the "
+            "config file (--config, else ./sharedsock.conf.py), which wins over settings.SHAREDSOCK.")
     requires_system_checks: list[str] = []  # run explicitly in handle(), before binding, like runserver
 
     def get_version(self) -> str:
@@ -118,7 +118,8 @@ class Command(BaseCommand):
     # -- building the configuration ------------------------------------------------
 
     def build_config(self, options: Mapping[str, Any]) -> Config:
-        """settings.SHAREDSOCK < SHAREDSOCK_* environment < flags; reload defaults to DEBUG."""
+        """settings.SHAREDSOCK < config file < SHAREDSOCK_* environment < flags (layered by
+        ``resolve``); reload defaults to DEBUG."""
         user = getattr(settings, "SHAREDSOCK", {})
         if not isinstance(user, Mapping):
             raise ConfigError("settings.SHAREDSOCK must be a dict of sharedsock options, "
