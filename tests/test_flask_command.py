@@ -376,7 +376,8 @@ def test_debug_logs_requests_to_stdout_unless_told_otherwise(app_dir, tmp_path):
 def test_misspelt_flag_gets_clicks_suggestion(app_dir):
     result = flask(["--app", "notesapp", "runshared", "--wrokers", "2"], app_dir, **notes_env(app_dir))
     assert result.returncode == 2
-    assert error_line(result) == "Error: No such option '--wrokers'. Did you mean '--workers'?"
+    line = error_line(result)  # click lists every close option when there are several
+    assert line.startswith("Error: No such option '--wrokers'.") and "'--workers'" in line, line
 
 
 def test_unknown_variables_are_warned_about_and_the_command_goes_on(app_dir):
