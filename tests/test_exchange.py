@@ -99,7 +99,8 @@ def respond(ex: Exchange, status: str = "200 OK", headers: list | None = None, b
         data = b"".join(body)
         first = ex.whole_body(data, draining)
         if first is not None:
-            out.append(first)
+            assert ex.response == Response.DONE
+            return first  # nothing left to finish
     else:
         for data in body:
             if ex.overrun:
@@ -435,6 +436,23 @@ def test_content_length_overrun_in_one_write_says_close():
     _request(ex)
     _, headers, body = parse(respond(ex, headers=[("Content-Length", "2")], body=[b"hello"], whole=False))
     assert body == b"he" and headers["connection"] == "close"
+
+
+def test_content_length_underrun_of_a_whole_body_closes():
+    ex = _exchange()
+    ex.receive(GET)
+    _request(ex)
+    _, headers, body = parse(respond(ex, headers=[("Content-Length", "10")], body=[b"hello"]))
+    assert body == b"hello" and ex.underrun
+    assert ex.end() == CLOSE
+
+
+def test_start_response_returns_the_drivers_write():
+    ex = _exchange()
+    ex.receive(GET)
+    _request(ex)
+    ex.write = write = object()
+    assert ex.start_response("200 OK", []) is write
 
 
 def test_content_length_underrun_closes():

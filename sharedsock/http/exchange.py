@@ -79,10 +79,31 @@ class Exchange:
     __slots__ = ("parser", "events", "keepalive", "server", "served", "prefetching", "prefetched",
                  "lingering", "linger_left", "head", "body_done", "expecting", "consumed",
                  "body_error", "drain_left", "response", "plan", "mode", "keep_alive", "sent",
-                 "sent_before", "status", "overrun", "underrun")
+                 "sent_before", "status", "overrun", "underrun", "write")
+    # Per request, set by next_request:
+    head: RequestHead
+    body_done: bool
+    expecting: bool  # the client waits for a 100 Continue before sending the body
+    consumed: int  # body bytes handed out so far
+    body_error: ProtocolError | None
+    drain_left: int
+    plan: rsp.ResponsePlan | None
+    mode: int
+    keep_alive: bool
+    sent: int
+    sent_before: int
+    status: str
+    overrun: bool  # the app sent more than its Content-Length: the rest is dropped
+    underrun: bool  # ... or less: the connection cannot be reused
+    linger_left: int  # set by linger
 
     def __init__(self, limits: Limits, keepalive: bool, server: str) -> None:
-        """``keepalive``: whether connections may be kept at all; ``server``: the Server header."""
+        """``keepalive``: whether connections may be kept at all; ``server``: the Server header.
+
+        Only what is read before the first request is set here: ``next_request``
+        sets the per-request state (a connection that serves one request, the
+        common case with ``Connection: close``, pays for it once).
+        """
         self.parser = RequestParser(limits)
         self.events: deque = deque()
         self.keepalive = keepalive
@@ -91,22 +112,8 @@ class Exchange:
         self.prefetching = False  # a head is queued and its small body is still arriving
         self.prefetched = 0
         self.lingering = False
-        self.linger_left = 0
-        self.head: RequestHead | None = None
-        self.body_done = True
-        self.expecting = False  # the client waits for a 100 Continue before sending the body
-        self.consumed = 0  # body bytes handed out so far
-        self.body_error: ProtocolError | None = None
-        self.drain_left = 0
         self.response = NONE
-        self.plan: rsp.ResponsePlan | None = None
-        self.mode = _LENGTH
-        self.keep_alive = False
-        self.sent = 0
-        self.sent_before = 0
-        self.status = "000"
-        self.overrun = False  # the app sent more than its Content-Length: the rest is dropped
-        self.underrun = False  # ... or less: the connection cannot be reused
+        self.write: object = None  # what start_response returns: the driver's write callable
 
     # -- the connection ----------------------------------------------------
 
@@ -269,8 +276,12 @@ class Exchange:
 
     # -- the response ------------------------------------------------------
 
-    def start_response(self, status: object, headers: object, exc_info=None) -> None:
-        """PEP 3333's rules: a second call only with ``exc_info``, and only before the head went."""
+    def start_response(self, status: object, headers: object, exc_info=None):
+        """PEP 3333's rules: a second call only with ``exc_info``, and only before the head went.
+
+        Returns ``write``, which the driver sets while the app runs (and clears after,
+        so that the driver and the exchange do not hold each other).
+        """
         if exc_info is not None:
             try:
                 if self.response >= STARTED:
@@ -280,8 +291,9 @@ class Exchange:
         elif self.plan is not None:
             raise RuntimeError("start_response() called a second time without exc_info")
         self.plan = rsp.check_start_response(status, headers)
-        self.status = status  # type: ignore[assignment]
+        self.status = status  # type: ignore[assignment]  # checked: a str
         self.response = PLANNED
+        return self.write
 
     def _decide(self, draining: bool) -> None:
         """Fix the body framing and whether the connection survives, just before the head goes."""
@@ -294,7 +306,7 @@ class Exchange:
         mode = self.mode = rsp.body_mode(plan, head.method, head.version)
         self.keep_alive = (
             head.keep_alive and self.keepalive and not draining and not plan.app_wants_close
-            and mode != _CLOSE and self._can_drain()
+            and mode != _CLOSE and (self.body_done or self._can_drain())
         )
 
     def _head(self, first: bytes) -> bytes:
@@ -335,9 +347,10 @@ class Exchange:
         return data
 
     def whole_body(self, data: bytes, draining: bool) -> bytes | None:
-        """A body known in full before anything is sent: head and body at once, with a Content-Length.
+        """A body known in full before anything is sent: the whole response, with a Content-Length.
 
-        None when the head went already or ``data`` is empty: then it is an ordinary write.
+        None when the head went already or ``data`` is empty: then it is an ordinary
+        write. Otherwise nothing is left to send (no ``finish``): the response is DONE.
         """
         plan = self.plan
         if plan is None:
@@ -348,7 +361,20 @@ class Exchange:
             plan.headers.append(("Content-Length", str(len(data))))
             plan.content_length = len(data)
         self._decide(draining)
-        return self._head(self._frame(data) if self.mode != _NO_BODY else _EMPTY)
+        mode = self.mode
+        if mode == _LENGTH and len(data) <= plan.content_length:
+            first = data  # nearly always: what _frame would return, one call saved
+        else:
+            first = self._frame(data) if mode != _NO_BODY else _EMPTY
+        out = rsp.render_head(plan, mode, self.keep_alive, self.server, self.head.version == "1.0")
+        self.sent = len(first)
+        self.response = DONE
+        if mode == _LENGTH and self.sent < plan.content_length:
+            self.underrun = True
+            self.keep_alive = False
+        elif self.overrun:
+            self.keep_alive = False
+        return out + first if first else out
 
     def can_send_file(self) -> bool:
         return self.plan is not None and not (self.response >= STARTED and self.mode == _CHUNKED)
