@@ -442,7 +442,7 @@ def test_content_length_underrun_of_a_whole_body_closes():
     ex = _exchange()
     ex.receive(GET)
     _request(ex)
-    _, headers, body = parse(respond(ex, headers=[("Content-Length", "10")], body=[b"hello"]))
+    _, _, body = parse(respond(ex, headers=[("Content-Length", "10")], body=[b"hello"]))
     assert body == b"hello" and ex.underrun
     assert ex.end() == CLOSE
 

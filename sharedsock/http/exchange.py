@@ -71,9 +71,9 @@ class Exchange:
     ``whole_body`` / ``file_head`` + ``file_count`` / ``finish`` return the bytes
     to send, and ``end`` what becomes of the connection.
 
-    ``sent`` counts the response body bytes emitted, ``sent_before`` those
-    emitted before the latest output: what had reached the client if sending
-    that output failed.
+    ``sent`` counts the response body bytes emitted (as framed on the wire),
+    ``sent_before`` those emitted before the latest output: if sending that
+    output fails, the client got ``sent_before`` plus what the failed send got out.
     """
 
     __slots__ = ("parser", "events", "keepalive", "server", "served", "prefetching", "prefetched",
