@@ -25,6 +25,7 @@ import threading
 import time
 import traceback
 from collections import deque
+from enum import IntEnum
 from queue import SimpleQueue
 
 from . import channel
@@ -42,8 +43,16 @@ from .signals import WORKER_IGNORED, set_process_title
 from .wsgi import base_environ
 
 _WAKE = object()
-REARMED = 3  # in ``done``: a pool thread put the kept-alive connection back in the selector itself
-ADOPTED = 4  # in ``done``: the thread that took the backlog's turn accepted a client to serve
+
+
+class Handback(IntEnum):
+    """What a pool thread reports in ``done`` besides a connection's Turn (so never 0-2)."""
+
+    REARMED = 3  # it put the kept-alive connection back in the selector itself
+    ADOPTED = 4  # the thread that took the backlog's turn accepted a client to serve
+
+
+REARMED, ADOPTED = Handback.REARMED, Handback.ADOPTED
 _CONTROL = object()
 ACCEPT_BATCH = 64  # inline mode: connections taken per wake-up, so a burst is not accepted one per round
 DRAIN_QUIET = 1.0  # draining: a kept-alive connection quiet this long is closed (capped by --keepalive)
