@@ -13,7 +13,7 @@ import sys
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
 COLORS = {
     "sharedsock": "#d62728", "gunicorn-sync": "#7f7f7f", "gunicorn-gthread": "#bcbd22",

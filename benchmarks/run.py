@@ -32,9 +32,10 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -629,7 +630,7 @@ def measure(ctx: Context, rnd: int, scenario: Scenario, kind: ServerKind) -> dic
             # only when some connections were not served at all (or wrk itself was the limit).
             "served_connections": result["requests"] / seconds * result["mean_us"] / 1e6 if seconds else 0.0,
         })
-    except Exception as exc:  # noqa: BLE001 - one broken run must not lose the others
+    except Exception as exc:
         record["failure"] = str(exc).strip()
         log(f"  {label}: FAILED: {str(exc).splitlines()[0] if str(exc) else exc!r}")
     finally:
@@ -720,7 +721,7 @@ def measure_fairness(ctx: Context, rnd: int, kind: ServerKind, workers: int) -> 
             log(f"  {label} c={conc}: shares {', '.join(f'{s:.1%}' for s in record['shares'])}"
                 f"  max/min {ratio}")
             records.append(record)
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         records.append({"round": rnd, "server": kind.name, "workers": workers,
                         "failure": str(exc).strip()})
         log(f"  {label}: FAILED: {str(exc).splitlines()[0]}")

@@ -1,1 +1,4 @@
-"""Adapters that serve existing Flask and Django apps with sharedsock, installed as ``sharedsock.integrations``."""
+"""Adapters that serve existing Flask and Django apps with sharedsock.
+
+Installed as ``sharedsock.integrations``.
+"""

@@ -6,13 +6,14 @@ for every ``flask`` command, so the engine loads only when something runs.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 __version__ = "0.1.0"
-__all__ = ["serve", "__version__"]
+__all__ = ["__version__", "serve"]
 
 
-def serve(app: "Callable | str", **options: Any) -> None:
+def serve(app: Callable | str, **options: Any) -> None:
     """Serve a WSGI app until the server is stopped (SIGTERM, SIGINT).
 
     ``app`` is a WSGI callable (fork start method only) or an import string

@@ -68,7 +68,7 @@ def main() -> None:
     except SystemExit as exc:
         out.write(f"the app called sys.exit({exc.code!r}) while loading")
         sys.exit(2)
-    except Exception as exc:  # noqa: BLE001 - anything the app's import raises
+    except Exception as exc:
         from .logs import format_exception_line
 
         if isinstance(exc, SharedsockError):  # already one line that says it all

@@ -14,8 +14,9 @@ import importlib
 import importlib.util
 import os
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from .errors import AppLoadError, ConfigError
 from .frames import library_prefixes  # noqa: F401 - the master imports it from here
@@ -33,12 +34,12 @@ class AppSpec:
     name: str = "app"
 
     @classmethod
-    def from_target(cls, target: str) -> "AppSpec":
+    def from_target(cls, target: str) -> AppSpec:
         parse_target(target)  # syntax errors are configuration errors, raised before anything starts
         return cls(loader=DEFAULT_LOADER, args={"target": target}, name=target)
 
     @classmethod
-    def from_callable(cls, app: Callable) -> "AppSpec":
+    def from_callable(cls, app: Callable) -> AppSpec:
         if not callable(app):
             raise ConfigError(f"the app must be a WSGI callable or an import string, got {app!r}")
         name = getattr(app, "__qualname__", None) or type(app).__name__
@@ -52,7 +53,7 @@ class AppSpec:
         return {"loader": self.loader, "args": self.args, "name": self.name}
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "AppSpec":
+    def from_dict(cls, data: dict[str, Any]) -> AppSpec:
         return cls(loader=data["loader"], args=data["args"], name=data["name"])
 
     def load(self) -> Callable:
@@ -184,7 +185,7 @@ def _first_missing(module: str) -> str | None:
             continue
         try:
             found = _find(name, search_path)
-        except Exception:  # noqa: BLE001 - a finder that breaks is for the real import to report
+        except Exception:
             return None
         if found is None:
             return name

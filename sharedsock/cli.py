@@ -6,7 +6,8 @@ import argparse
 import difflib
 import os
 import sys
-from typing import Any, Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 from . import __version__
 from .appspec import AppSpec

@@ -14,8 +14,9 @@ import ipaddress
 import os
 import pwd
 import sys
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any
 
 from .errors import ConfigError
 
@@ -475,7 +476,7 @@ class Config:
         data = {o.name: getattr(self, o.name) for o in OPTIONS}
         return {k: list(v) if isinstance(v, tuple) else v for k, v in data.items()}
 
-    def replace(self, **changes: Any) -> "Config":
+    def replace(self, **changes: Any) -> Config:
         return dataclasses.replace(self, **changes)
 
 
@@ -539,7 +540,8 @@ def build_config(*layers: tuple[str, Mapping[str, Any]]) -> Config:
 
 def _check_consistency(config: Config) -> None:
     if config.preload and config.start_method != "fork":
-        raise ConfigError("--preload needs --start-method fork: spawned workers cannot share the master's app")
+        raise ConfigError("--preload needs --start-method fork: spawned workers cannot share "
+                          "the master's app")
     if config.start_method == "fork" and not hasattr(os, "fork"):
         raise ConfigError(f"--start-method fork is not available on {sys.platform}")
     if not config.bind:

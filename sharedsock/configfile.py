@@ -20,8 +20,9 @@ import inspect
 import os
 import traceback
 import types
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from .config import OPTIONS_BY_NAME
 from .errors import ConfigError
@@ -104,8 +105,8 @@ def _execute(path: str, source: bytes) -> dict[str, Any]:
     module.__file__ = path
     namespace = module.__dict__
     try:
-        exec(code, namespace)  # noqa: S102 - running the config file is the point
-    except Exception as exc:  # noqa: BLE001 - the file's own errors, reported as one line
+        exec(code, namespace)
+    except Exception as exc:
         line = _line_in(path, exc)
         where = f"{path}:{line}" if line else path
         raise ConfigError(f"{where}: {type(exc).__name__}: {exc}") from None

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import socket
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from .errors import ProtocolError
 from .http import response as rsp

@@ -16,7 +16,8 @@ logged and the server carries on: a broken hook must not take the site down.
 from __future__ import annotations
 
 import os
-from typing import Any, Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
 from .config import Config
 from .configfile import read_config_file
@@ -117,7 +118,7 @@ class Hooks:
             return None
         try:
             function(*args)
-        except Exception as exc:  # noqa: BLE001 - the user's code
+        except Exception as exc:
             reason = f"{name} hook in {self.path} raised {format_exception_line(exc)}"
             log.error("%s", reason, exc_info=exc)
             return reason
@@ -187,7 +188,7 @@ class Hooks:
             def post_request(environ: dict, status: str) -> None:
                 try:
                     post(worker, environ, status)
-                except Exception as exc:  # noqa: BLE001 - the user's code
+                except Exception as exc:
                     log.error("post_request hook in %s raised %s", self.path,
                               format_exception_line(exc), exc_info=exc)
         return pre_request, post_request

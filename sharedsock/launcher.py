@@ -142,10 +142,10 @@ def _run_forked(config: Config, spec: AppSpec, listeners: list[Listener], contro
         view = WorkerView(os.getpid(), index, generation, config)
         boot = with_hooks(spec, hooks, server, view)
         code = Worker(config, boot, listeners, control, index, generation).run()
-    except BaseException:  # noqa: BLE001 - a forked child must reach os._exit
+    except BaseException:
         try:
             log.exception("worker %d crashed", os.getpid())
-        except BaseException:  # noqa: BLE001
+        except BaseException:
             pass
     finally:
         try:

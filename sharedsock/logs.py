@@ -59,7 +59,7 @@ def setup_error_log(path: str, level: str) -> None:
     log.propagate = False
 
 
-def reopen_logs(access: "AccessLog | None") -> None:
+def reopen_logs(access: AccessLog | None) -> None:
     for handler in log.handlers:
         if isinstance(handler, _ReopenableHandler):
             handler.reopen()

@@ -40,9 +40,9 @@ from .hooks import load_hooks, server_view
 from .launcher import WorkerProcess, start_worker
 from .listeners import Listener, close_listeners, open_listeners, stop_new_connections
 from .logs import format_exception_line, log, reopen_logs
+from .metrics import MasterCounters, worker_rss
 from .privileges import socket_owner
 from .signals import MASTER_SIGNALS, UNUSED_SIGNALS, set_process_title
-from .metrics import MasterCounters, worker_rss
 from .status_server import StatusServer
 from .systemd import Notifier
 from .upgrade import Handover, Upgrade

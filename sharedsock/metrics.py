@@ -12,8 +12,8 @@ import os
 import socket
 import struct
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Iterator
 
 RESTART_REASONS = ("crash", "timeout", "max_requests", "memory", "reload")
 _PAGE = os.sysconf("SC_PAGE_SIZE")

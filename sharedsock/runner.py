@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 import sys
 import threading
-from typing import TYPE_CHECKING, Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
 
 from .appspec import DEFAULT_LOADER, AppSpec, check_importable
 from .config import OPTIONS_BY_NAME, Config, build_config, env_values, unknown_env_warnings
@@ -76,7 +77,7 @@ def _check_writable(path: str, flag: str) -> None:
 
 
 def run(config: Config, spec: AppSpec,
-        on_bound: Callable[[list[Listener]], None] | None = None) -> "Master":
+        on_bound: Callable[[list[Listener]], None] | None = None) -> Master:
     """Start the master and block until it stops; returns it for its exit code and reason.
 
     ``on_bound(listeners)`` runs in the master right after every address is bound, before
@@ -139,7 +140,7 @@ def warn_once(lines: list[str]) -> None:
             print(f"sharedsock: warning: {line}", file=sys.stderr, flush=True)
 
 
-def serve(app: "Callable | str", **options: Any) -> None:
+def serve(app: Callable | str, **options: Any) -> None:
     if threading.current_thread() is not threading.main_thread():
         raise ConfigError("serve() must be called from the main thread: the master needs "
                           "Python's signal handlers, which only the main thread can install")

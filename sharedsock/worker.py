@@ -114,7 +114,7 @@ class Worker:
             app = self.app_spec.load()
         except KeyboardInterrupt:
             raise
-        except BaseException as exc:  # noqa: BLE001 - report anything the app's import raises
+        except BaseException as exc:
             self._report_load_error(exc)
             return EXIT_APP_LOAD_FAILED
         # What the app built at import lives as long as the worker: full collections need
@@ -628,7 +628,7 @@ def _flush_logs() -> None:
     for handler in log.handlers:
         try:
             handler.flush()
-        except Exception:  # noqa: BLE001
+        except Exception:
             pass
     try:
         sys.stdout.flush()

@@ -11,7 +11,7 @@ import io
 import os
 import stat
 import sys
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 from urllib.parse import unquote_to_bytes
 
 from .http.parser import RequestHead

@@ -78,7 +78,7 @@ class Server:
             print(self.log())
             raise
 
-    def wait_ready(self, workers: int = 1, timeout: float = DEADLINE) -> "Server":
+    def wait_ready(self, workers: int = 1, timeout: float = DEADLINE) -> Server:
         match = self.wait_log(_LISTENING.pattern, timeout)[0]
         self.url = match.group(1)
         self.wait_log(_BOOTED.pattern, timeout, count=workers)

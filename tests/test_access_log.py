@@ -35,13 +35,13 @@ def test_requests_cut_by_a_timeout_are_logged_408(start_server):
 def test_non_ascii_request_bytes_are_escaped_not_mojibake(start_server, tmp_path):
     server = start_server(["--bind", "127.0.0.1:0", "--access-log", "-", "testapp:app"])
     raw_exchange(server, "GET /caf%C3%A9 HTTP/1.1\r\nHost: t\r\nUser-Agent: ünï\r\n"
-                         "Referer: http://r/café\r\nConnection: close\r\n\r\n".encode("utf-8"))
+                         "Referer: http://r/café\r\nConnection: close\r\n\r\n".encode())
     server.wait_log(r'"GET /caf%C3%A9 HTTP/1\.1" 200 \d+ "http://r/caf\\xc3\\xa9" "\\xc3\\xbcn\\xc3\\xaf"')
     assert "Ã" not in server.log()
     path = tmp_path / "access.json"
     js = start_server(["--bind", "127.0.0.1:0", "--access-log", str(path),
                        "--access-log-format", "json", "testapp:app"])
-    http_get(js, "/caf%C3%A9", headers={"Referer": "http://r/é".encode("utf-8").decode("latin-1")})
+    http_get(js, "/caf%C3%A9", headers={"Referer": "http://r/é".encode().decode("latin-1")})
     wait_for(lambda: path.exists() and path.read_text().strip(), message="json access line")
     record = json.loads(path.read_text().splitlines()[0])
     assert record["referer"] == "http://r/\\xc3\\xa9"

@@ -12,8 +12,8 @@ import socket
 import threading
 
 import pytest
-from conftest import ResponseReader
 
+from conftest import ResponseReader
 from sharedsock.connection import READY, WAIT, Connection, ServerContext
 from sharedsock.http.parser import Limits
 from sharedsock.proxy import TrustedProxies

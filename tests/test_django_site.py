@@ -56,7 +56,6 @@ def django_site(tmp_path_factory):
 def app(django_site):
     import webtest
     from django.core.wsgi import get_wsgi_application
-
     from guestbook.models import Entry
 
     Entry.objects.all().delete()

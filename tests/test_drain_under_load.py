@@ -37,7 +37,7 @@ class Load:
         self._threads += [threading.Thread(target=self._new_connection_client, daemon=True)
                           for _ in range(new_connection_clients)]
 
-    def __enter__(self) -> "Load":
+    def __enter__(self) -> Load:
         for thread in self._threads:
             thread.start()
         return self

@@ -133,7 +133,6 @@ def test_full_worker_evicts_longest_idle_keepalive_connection(start_server):
 @pytest.mark.parametrize("threads", ["1", "3"])
 def test_new_client_is_served_while_keepalive_clients_keep_every_thread_busy(start_server, threads):
     """Keep-alive clients that always have a request ready must not starve a client in the backlog."""
-    import socket
     import threading
 
     server = start_server(["--bind", "127.0.0.1:0", "--workers", "1", "--threads", threads,

@@ -275,7 +275,7 @@ def test_slow_clients_do_not_hold_app_threads(any_pool):
     pool = any_pool
     slow = []
     try:
-        for i in range(4):
+        for _ in range(4):
             sock = pool.connect()
             sock.sendall(b"GET /read-some HTTP/1.1\r\nHost: te")
             slow.append(sock)

@@ -12,9 +12,9 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import ResponseReader, module_server, read_until_close
 from test_parser import FEEDS, post, req, run
 
+from conftest import ResponseReader, module_server, read_until_close
 from sharedsock.http import parser as http_parser
 from sharedsock.http.parser import DATA, ERROR, HEAD, Limits, RequestParser
 

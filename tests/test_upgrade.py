@@ -7,9 +7,9 @@ import re
 import signal
 
 import pytest
+from test_drain_under_load import Load
 
 from conftest import DEADLINE, http_get, wait_for
-from test_drain_under_load import Load
 
 _MASTER = re.compile(r"sharedsock \S+, master pid (\d+)")
 

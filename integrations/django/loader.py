@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 LOADER = "sharedsock.integrations.django.loader:load"
 STATIC_MODES = ("auto", "force", "off")
@@ -62,7 +63,7 @@ def _import_urlconf() -> None:
     """
     from django.urls import get_resolver
 
-    get_resolver().url_patterns
+    _ = get_resolver().url_patterns  # resolving them imports every view
 
 
 def _serves_static(static: str) -> bool:

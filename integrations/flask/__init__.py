@@ -10,7 +10,7 @@ without it must say how to fix that, not show a bare ``No module named
 """
 
 try:
-    import flask as _flask  # noqa: F401 - imported only to fail early with a useful message
+    import flask as _flask
 except ImportError as exc:  # pragma: no cover - exercised in a subprocess by the tests
     raise ImportError(
         "sharedsock.integrations.flask needs Flask, which could not be imported "

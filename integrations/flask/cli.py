@@ -55,7 +55,7 @@ class LazyOptionsCommand(click.Command):
         if self._params is None:
             try:
                 self._params = self._build_params()
-            except Exception as exc:  # noqa: BLE001 - any engine breakage, explained once
+            except Exception as exc:
                 raise click.ClickException(_broken(exc)) from exc
         return self._params
 
@@ -85,7 +85,7 @@ def _build_params() -> list[click.Parameter]:
 def _runshared(ctx: click.Context, /, **values: t.Any) -> None:
     try:
         from .command import run_shared
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         raise click.ClickException(_broken(exc)) from exc
     run_shared(ctx, values)
 

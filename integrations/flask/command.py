@@ -7,8 +7,9 @@ user can fix are reported like Flask's own: one ``Error:`` line, exit 2.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 import click
 from flask.cli import NoAppException, ScriptInfo

@@ -85,7 +85,7 @@ def probe_main(args: dict[str, Any]) -> None:
             result = {"not_found": True, "message": exc.format_message()}
         else:
             result = _failure(cause, args)
-    except BaseException as exc:  # noqa: BLE001 - anything the app's import raises is reported
+    except BaseException as exc:
         result = _failure(exc, args)
     payload = json.dumps(result, default=repr).encode()
     with os.fdopen(args["fd"], "wb") as pipe:

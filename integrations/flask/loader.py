@@ -8,7 +8,8 @@ what it means to ``flask run``.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 WSGIApp = Callable[..., Any]
 

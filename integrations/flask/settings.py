@@ -20,8 +20,9 @@ with the engine's own converter and labelled with where it came from, so an erro
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 import click
 from click.core import ParameterSource

@@ -161,7 +161,7 @@ def check_start_response(status: object, headers: object) -> ResponsePlan:
             value = item[1]
             if lname == "content-length":
                 if content_length is not None or not (
-                        value.isdigit() and value.isascii() or _DIGITS.match(value.strip(" \t"))):
+                        (value.isdigit() and value.isascii()) or _DIGITS.match(value.strip(" \t"))):
                     raise ResponseHeadError(f"invalid Content-Length {value!r}")
                 content_length = int(value)
             elif lname == "date":

@@ -10,7 +10,7 @@ BYTE = b"s"
 
 def _file_of(size: int):
     """A regular file, so file_wrapper can use sendfile; already unlinked, so closing it is cleanup."""
-    f = tempfile.TemporaryFile()  # noqa: SIM115 - the file wrapper closes it
+    f = tempfile.TemporaryFile()
     f.write(BYTE * size)
     f.seek(0)
     return f

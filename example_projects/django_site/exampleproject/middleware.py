@@ -5,7 +5,7 @@ which process answered, including for redirects and API calls.
 """
 
 import os
-from typing import Callable
+from collections.abc import Callable
 
 from django.http import HttpRequest, HttpResponse
 

@@ -12,7 +12,8 @@ uploads there; values are parsed as JSON when they can be).
 from __future__ import annotations
 
 import os
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from flask import Flask
 

@@ -12,7 +12,8 @@ to be the whole process, as a server is.
 from __future__ import annotations
 
 import argparse
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from django.apps import apps
 from django.conf import settings
@@ -108,7 +109,7 @@ class Command(BaseCommand):
         except SystemCheckError as exc:
             exc.returncode = CONFIG_ERROR
             raise
-        except Exception as exc:  # noqa: BLE001 - the project's own import errors
+        except Exception as exc:
             line = format_exception_line(exc)
             if not config.reload:
                 raise CommandError(f"system checks failed: {line}", returncode=CONFIG_ERROR) from exc
