@@ -18,7 +18,7 @@ from .errors import SharedsockError, exit_code_for
 class _OneLineParser(argparse.ArgumentParser):
     """argparse prints usage before its error; a user wants just the error line."""
 
-    def error(self, message: str):  # type: ignore[override]
+    def error(self, message: str):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
     def parse_args(self, args: Sequence[str] | None = None,  # type: ignore[override]

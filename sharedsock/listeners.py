@@ -37,7 +37,7 @@ class Listener:
             host = f"[{host}]"
         return f"http://{host}:{self.server_port}"
 
-    def accept(self) -> tuple[socket.socket, Any]:
+    def accept(self) -> tuple[_socket.socket, Any]:
         """accept(2) into a bare ``_socket.socket``, the C type under ``socket.socket``.
 
         ``socket.accept`` wraps each connection in Python: it reads the listener's
@@ -45,7 +45,7 @@ class Listener:
         goes through two more Python calls. Connections need none of that, and it
         was a fifth of the cost of a connection that carries one request.
         """
-        fd, peer = self.sock._accept()
+        fd, peer = self.sock._accept()  # type: ignore[attr-defined]
         return _socket.socket(self._family, socket.SOCK_STREAM, 0, fd), peer
 
     def __post_init__(self) -> None:

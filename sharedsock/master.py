@@ -104,7 +104,7 @@ class Master:
         self.next_watch = 0.0
         self.settling: list[str] = []  # changed files not yet reloaded for
         self._ignored_prefixes = library_prefixes()
-        self._old_handlers: dict[int, object] = {}
+        self._old_handlers: dict[int, Any] = {}
         self._old_wakeup_fd = -1
         self._wake_r = self._wake_w = -1
         self.hooks = load_hooks(config, halt=self._halt)

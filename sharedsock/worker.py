@@ -27,6 +27,7 @@ import traceback
 from collections import deque
 from enum import IntEnum
 from queue import SimpleQueue
+from typing import Any
 
 from . import channel
 from .appspec import AppSpec, file_stamps, loaded_module_files
@@ -188,7 +189,7 @@ class Worker:
     # -- signals -----------------------------------------------------------
 
     def _install_signals(self) -> None:
-        handlers = {sig: signal.SIG_IGN for sig in WORKER_IGNORED}
+        handlers: dict[signal.Signals, Any] = {sig: signal.SIG_IGN for sig in WORKER_IGNORED}
         handlers.update({signal.SIGTERM: self._on_term, signal.SIGQUIT: self._on_quit,
                          signal.SIGUSR1: self._on_usr1, signal.SIGABRT: self._on_abort,
                          signal.SIGCHLD: signal.SIG_DFL})
@@ -447,7 +448,7 @@ class Worker:
         with self.done_lock:
             batch = [done.popleft() for _ in range(len(done))]  # appends may race: never clear()
         for item, state in batch:
-            if type(item) is not Connection:  # the backlog's turn came up in the queue
+            if not isinstance(item, Connection):  # the backlog's turn came up in the queue
                 if state == ADOPTED:
                     self.in_pool += 1  # its own entry follows when the thread is done with it
                 self.accept_queued = False

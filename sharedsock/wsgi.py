@@ -12,6 +12,7 @@ import os
 import stat
 import sys
 from collections.abc import Callable, Iterator
+from typing import Any
 from urllib.parse import unquote_to_bytes
 
 from .http.parser import RequestHead
@@ -65,7 +66,7 @@ def split_target(target: bytes) -> tuple[bytes, bytes, bytes]:
     return path, query, authority
 
 
-_MISSING = object()
+_MISSING: Any = object()
 _SERVER_NAMES: dict[str, str] = {}  # Host header -> SERVER_NAME; a server sees few hosts
 
 
@@ -110,12 +111,12 @@ def build_environ(head: RequestHead, base: dict, remote_addr: str, remote_port: 
         environ["HTTP_HOST"] = authority.decode("latin-1")
     host = environ.get("HTTP_HOST")
     if host:
-        name = _SERVER_NAMES.get(host)
-        if name is None:
+        server_name = _SERVER_NAMES.get(host)
+        if server_name is None:
             if len(_SERVER_NAMES) > 1024:
                 _SERVER_NAMES.clear()
-            name = _SERVER_NAMES[host] = split_host(host)[0]
-        environ["SERVER_NAME"] = name
+            server_name = _SERVER_NAMES[host] = split_host(host)[0]
+        environ["SERVER_NAME"] = server_name
     return environ
 
 
@@ -169,7 +170,7 @@ class InputStream(io.RawIOBase):
                 need -= len(data)
         return b"".join(parts)
 
-    def readinto(self, buffer) -> int:  # type: ignore[override]
+    def readinto(self, buffer) -> int:
         data = self.read(len(buffer))
         buffer[: len(data)] = data
         return len(data)
@@ -195,7 +196,8 @@ class InputStream(io.RawIOBase):
         return b"".join(parts)
 
     def readlines(self, hint: int | None = -1) -> list[bytes]:
-        lines, total = [], 0
+        lines: list[bytes] = []
+        total = 0
         while True:
             line = self.readline()
             if not line:

@@ -50,7 +50,7 @@ class LazyOptionsCommand(click.Command):
         self._params: list[click.Parameter] | None = None
         super().__init__(name, **kwargs)
 
-    @property  # type: ignore[override]
+    @property
     def params(self) -> list[click.Parameter]:
         if self._params is None:
             try:

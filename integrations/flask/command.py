@@ -32,7 +32,7 @@ class ServerError(click.ClickException):
 
     def __init__(self, exc: SharedsockError) -> None:
         super().__init__(str(exc))
-        self.exit_code = exit_code_for(exc)
+        self.exit_code = exit_code_for(exc)  # type: ignore[misc]  # click reads it per instance
 
 
 @dataclass(frozen=True)

@@ -178,7 +178,8 @@ def check_start_response(status: object, headers: object) -> ResponsePlan:
         # RFC 9110 8.6: never sent with these; the app's value would mislead the client.
         kept = [h for h in kept if h[0].lower() != "content-length"]
         content_length = None
-    return ResponsePlan(status, code, kept, content_length, app_wants_close, has_date, has_server)
+    return ResponsePlan(status, code, kept, content_length,  # type: ignore[arg-type]  # a str: checked
+                        app_wants_close, has_date, has_server)
 
 
 def body_mode(plan: ResponsePlan, method: str, version: str) -> int:

@@ -50,8 +50,8 @@ class Command(BaseCommand):
 
     def create_parser(self, prog_name: str, subcommand: str, **kwargs: Any) -> CommandParser:
         parser = super().create_parser(prog_name, subcommand, **kwargs)
-        parser.error = _one_line_error(parser)  # type: ignore[method-assign]
-        parser.parse_args = _suggesting(parser)  # type: ignore[method-assign]
+        parser.error = _one_line_error(parser)
+        parser.parse_args = _suggesting(parser)
         return parser
 
     def add_arguments(self, parser: CommandParser) -> None:
