@@ -17,6 +17,7 @@ import pytest
 
 SITE = Path(__file__).resolve().parent.parent / "example_projects" / "django_site"
 SETTINGS = "exampleproject.settings"
+pytestmark = pytest.mark.smoke  # also run on every Python and framework version of .ci/run
 
 
 @pytest.fixture(scope="module")
