@@ -228,6 +228,7 @@ def test_bad_addrport_is_refused(addrport, ipv6):
 # -- the command without a server -------------------------------------------------------
 
 
+@pytest.mark.smoke
 def test_help_documents_runserver_options_and_every_engine_option():
     result = manage("help", "runshared")
     assert result.returncode == 0, result.stderr
@@ -361,6 +362,7 @@ def test_failing_system_check_stops_before_binding(tmp_path, start_server):
     assert server.stop() == 0
 
 
+@pytest.mark.smoke
 def test_serves_the_site_from_every_worker(start_server, start_method, migrated_db):
     server = runshared(start_server, ["127.0.0.1:0", "--workers", "2", "--start-method", start_method],
                        env=site_env(migrated_db))
@@ -482,6 +484,7 @@ def test_code_broken_at_start_fails_fast_or_waits_for_the_fix_under_reload(start
     assert server.stop() == 0
 
 
+@pytest.mark.smoke
 def test_reload_serves_edited_code_without_refusing_a_request(start_server, start_method, migrated_db,
                                                               tmp_path):
     site = copy_site(tmp_path)

@@ -168,6 +168,7 @@ def test_without_flask_the_integration_says_what_to_install(tmp_path):
 # -- finding the app exactly like `flask run` -------------------------------------------------
 
 
+@pytest.mark.smoke
 def test_app_discovery_forms(app_dir, tmp_path):
     """--app forms, FLASK_APP, .flaskenv and the wsgi.py / app.py fallbacks (run concurrently)."""
     env = notes_env(app_dir)

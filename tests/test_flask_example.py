@@ -15,6 +15,7 @@ import pytest
 from webtest import TestApp
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "example_projects" / "flask_app"
+pytestmark = pytest.mark.smoke  # also run on every Python and framework version of .ci/run
 
 
 @pytest.fixture

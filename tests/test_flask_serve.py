@@ -89,6 +89,7 @@ def set_tagline(app_dir: Path, text: str) -> None:
     pages.write_text(source[:start] + text + source[end:])
 
 
+@pytest.mark.smoke
 def test_serves_the_example_app(serve_notes, app_dir, start_method):
     server = serve_notes("--workers", "2", "--start-method", start_method, workers=2)
     assert "Serving Flask app 'notesapp'" in server.log()
@@ -137,6 +138,7 @@ def test_serves_the_example_app(serve_notes, app_dir, start_method):
     assert server.stop() == 0
 
 
+@pytest.mark.smoke
 def test_reload_on_code_change_without_refusing_connections(serve_notes, app_dir, start_method):
     server = serve_notes("--reload", "--workers", "2", "--start-method", start_method, workers=2)
     assert tagline(server) == "Notes, served by sharedsock"

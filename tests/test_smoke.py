@@ -1,4 +1,8 @@
+import pytest
+
 from conftest import http_get, pid_of
+
+pytestmark = pytest.mark.smoke  # also run on every Python and framework version of .ci/run
 
 
 def test_serves_from_every_worker(start_server, start_method):

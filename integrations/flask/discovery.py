@@ -75,7 +75,7 @@ def probe_main(args: dict[str, Any]) -> None:
 
     try:
         info = ScriptInfo(app_import_path=args["app_import_path"],
-                          set_debug_flag=args["set_debug_flag"], load_dotenv_defaults=False)
+                          set_debug_flag=args["set_debug_flag"])
         app = info.load_app()
         result = {"found": True, "name": app.name,
                   "settings": app.config.get("SHAREDSOCK")}

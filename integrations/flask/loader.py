@@ -21,8 +21,8 @@ def load(app_import_path: str | None = None, set_debug_flag: bool = True,
 
     from sharedsock.errors import AppLoadError
 
-    info = ScriptInfo(app_import_path=app_import_path, set_debug_flag=set_debug_flag,
-                      load_dotenv_defaults=False)  # the master loaded .env; workers inherit it
+    # A bare ScriptInfo reads no .env file: the master did, and workers inherit its environment.
+    info = ScriptInfo(app_import_path=app_import_path, set_debug_flag=set_debug_flag)
     try:
         app = info.load_app()
     except NoAppException as exc:
