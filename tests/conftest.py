@@ -132,11 +132,13 @@ class Server:
             raise
 
     def kill(self) -> None:
+        """Everything in the server's process group, even after its first master left: a
+        master started by a SIGUSR2 upgrade, or a worker it orphaned, stays in that group."""
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
         if self.proc.poll() is None:
-            try:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
             self.proc.wait(10)
         self._log_file.close()
 
