@@ -320,6 +320,10 @@ OPTIONS: tuple[Option, ...] = (
     Option("preload", to_bool, False, section="Workers", is_flag=True,
            help="Load the app in the master before forking workers (fork only; saves memory, "
                 "but code changes then need a full restart)."),
+    Option("strict_fork_safety", to_bool, False, section="Workers", is_flag=True,
+           help="Refuse to start (exit 2) when an app built in the master (--preload, or serve(app)) "
+                "started threads or opened network or SQLite connections, which forked workers "
+                "cannot use; without it they are warned about."),
     Option("max_requests", to_int, 0, section="Workers", metavar="N", check=_at_least(0),
            help="Retire a worker gracefully after about N requests (0: never)."),
     Option("max_requests_jitter", to_int, 0, section="Workers", metavar="N", check=_at_least(0),
@@ -437,6 +441,7 @@ class Config:
     worker_connections: int
     start_method: str
     preload: bool
+    strict_fork_safety: bool
     max_requests: int
     max_requests_jitter: int
     timeout: float

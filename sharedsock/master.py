@@ -132,8 +132,13 @@ class Master:
                 self.on_bound(self.listeners)
             if self.handover is None:  # an upgrade's new master takes the file once it serves
                 self._write_pid()
-            if config.preload and self.spec.app is None:
+            preloading = config.preload and self.spec.app is None
+            if preloading:
                 self._preload()
+            if self.spec.app is not None and config.start_method == "fork" and self.handover is None:
+                self._check_fork_safety()  # before freezing: frozen objects are out of its sight
+            if preloading:
+                gc.freeze()  # keep the preloaded objects' pages shared across fork
             if config.metrics_bind:
                 self.status_listeners = open_listeners((config.metrics_bind,), 64, config.umask)
             self._install_signals()
@@ -176,9 +181,17 @@ class Master:
         except Exception as exc:  # the app's own import error: one line, like a worker reports it
             raise AppLoadError(format_exception_line(exc)) from exc
         self.spec = AppSpec(app=app, name=self.spec.name)
-        if threading.active_count() > 1:
-            log.warning("the preloaded app started threads; they do not survive fork into workers")
-        gc.freeze()  # keep the preloaded objects' pages shared across fork
+
+    def _check_fork_safety(self) -> None:
+        """Once, before the first fork of an app built in this process (--preload, serve(app))."""
+        from .forksafety import describe, find_unsafe
+
+        keep = {listener.sock.fileno() for listener in self.listeners + self.status_listeners}
+        lines = describe(find_unsafe(keep))
+        if lines and self.config.strict_fork_safety:
+            raise ConfigError(f"--strict-fork-safety: {'; '.join(lines)}")
+        for line in lines:
+            log.warning("%s", line)
 
     def _write_pid(self) -> None:
         """A stale file (its process is gone) is replaced; a live one means a second server."""

@@ -36,7 +36,8 @@ def test_preload_loads_in_master_and_warns_about_threads(start_server, tmp_path)
     body = http_get(server, "/")[2]
     assert f"loaded_in={server.proc.pid}".encode() in body
     assert pid_of(body) != server.proc.pid
-    assert "the preloaded app started threads" in server.log()
+    assert "fork safety: the app built in the master started threads, which do not survive" in server.log()
+    assert "running time.sleep" in server.log()
     assert server.stop() == 0
 
 
