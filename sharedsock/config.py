@@ -385,6 +385,14 @@ OPTIONS: tuple[Option, ...] = (
            help="Which headers from those peers are read: any of x-forwarded-for, x-forwarded-proto, "
                 "x-forwarded-host, x-forwarded-port; or forwarded (RFC 7239) alone; or none. List only "
                 "headers your proxy sets or overwrites: one it passes through is the client's word."),
+    Option("proxy_protocol", to_bool, False, section="HTTP", is_flag=True,
+           help="Expect a PROXY protocol header (v1 or v2, as HAProxy send-proxy and send-proxy-v2 "
+                "write it) before the request; REMOTE_ADDR and REMOTE_PORT become the client it "
+                "names. A malformed or missing header closes the connection."),
+    Option("proxy_allow_ips", to_forwarded_ips, ("127.0.0.1", "::1"), section="HTTP", metavar="IPS",
+           help="With --proxy-protocol, the peers that may send the header: addresses or CIDR ranges, "
+                "comma separated, or * for all. Others are closed at once. Unix-socket peers are "
+                "allowed when loopback is."),
     Option("root_path", to_str, "", section="HTTP", metavar="PATH",
            help="SCRIPT_NAME of the app when it is mounted below a path prefix, e.g. /api."),
     Option("server_header", to_str, "sharedsock", section="HTTP", metavar="TEXT",
@@ -460,6 +468,8 @@ class Config:
     max_worker_memory: int
     forwarded_allow_ips: tuple[str, ...]
     forwarded_headers: tuple[str, ...]
+    proxy_protocol: bool
+    proxy_allow_ips: tuple[str, ...]
     root_path: str
     server_header: str
     reload: bool

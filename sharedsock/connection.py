@@ -17,7 +17,7 @@ from __future__ import annotations
 import socket
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from .errors import ProtocolError
 from .http import response as rsp
@@ -25,6 +25,7 @@ from .http.exchange import CLOSE, DRAIN, KEEP, LINGER, STARTED, Exchange, Turn
 from .http.parser import Limits, RequestHead
 from .logs import AccessLog, AccessRecord, log
 from .proxy import TrustedProxies, apply_proxy_headers
+from .proxy_protocol import ProxyHeaderError, ProxyHeaderReader
 from .sockio import READ_SIZE, ClientGone, ClientTimeout, recv_some, send_all, send_file
 from .wsgi import EMPTY_INPUT, FileWrapper, InputStream, build_environ
 
@@ -42,7 +43,8 @@ class ServerContext:
     def __init__(self, app: Callable, *, limits: Limits, keepalive: float, header_timeout: float,
                  body_timeout: float, min_body_rate: int, root_path: str, server_header: str,
                  trusted: TrustedProxies, access_log: AccessLog | None, multithread: bool,
-                 multiprocess: bool) -> None:
+                 multiprocess: bool, proxy_allowed: TrustedProxies | None = None) -> None:
+        """``proxy_allowed``: with --proxy-protocol, the peers that may send a PROXY header."""
         self.app = app
         self.limits = limits
         self.keepalive = keepalive
@@ -52,6 +54,7 @@ class ServerContext:
         self.root_path = root_path.rstrip("/")
         self.server_header = server_header
         self.trusted = trusted
+        self.proxy_allowed = proxy_allowed
         self.access_log = access_log
         self.multithread = multithread
         self.multiprocess = multiprocess
@@ -95,6 +98,8 @@ class Connection:
         self.idle_since = 0.0  # when the last response ended; 0 before the first
         # body_waited (seconds spent waiting for a body: the app's own time is not the client's)
         # and body_received (bytes received meanwhile) are set per request with a body.
+        if ctx.proxy_allowed is not None:
+            _expect_proxy_header(self, is_unix)
 
     # -- selector side -----------------------------------------------------
 
@@ -518,3 +523,65 @@ class Connection:
         log.error("%s %s: app sent %d of its Content-Length %d bytes; closing the connection",
                   exchange.head.method, self.environ.get("RAW_URI"), exchange.sent,
                   exchange.plan.content_length)
+
+
+
+def _expect_proxy_header(conn: Connection, is_unix: bool) -> None:
+    """--proxy-protocol: the connection's first bytes are a PROXY header, read before anything else.
+
+    A peer that may not send one is closed before a byte is read: we cannot tell its
+    header from the truth, and it is owed no answer. For the others, a stand-in takes
+    the socket's place until the header is complete, so connections pay nothing per
+    read for the option, and the worker sees the same Connection throughout.
+    """
+    allowed = conn.ctx.proxy_allowed
+    assert allowed is not None
+    if not (allowed.trusts_unix if is_unix else allowed.trusts(conn.remote_addr)):
+        log.info("closed connection from %s: not in --proxy-allow-ips", conn.remote_addr or "(unix)")
+        conn.close()  # the socket is closed: on_readable's first recv fails and reports CLOSED
+        return
+    conn.sock = cast(socket.socket, ProxyHeaderSocket(conn))
+
+
+class ProxyHeaderSocket:
+    """The socket of a connection whose PROXY header is still arriving.
+
+    ``on_readable`` calls ``recv`` and sees only what follows the header; once the header
+    is complete the connection gets its real socket back. The first request's
+    --header-timeout runs from accept, so header and request head together must arrive
+    within it (``Connection.expire`` closes silently, as no request has begun).
+    """
+
+    __slots__ = ("conn", "real", "reader")
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+        self.real = conn.sock
+        self.reader = ProxyHeaderReader()
+
+    def recv(self, size: int) -> bytes:
+        """The bytes after the header; BlockingIOError until there are some; b"" (the end of
+        the connection, to the caller) for a malformed header, so nothing reaches the app."""
+        data = self.real.recv(size)
+        if not data:
+            return data
+        conn = self.conn
+        try:
+            result = self.reader.feed(data)
+        except ProxyHeaderError as error:
+            log.info("closed connection from %s: %s", conn.remote_addr or "(unix)", error)
+            return b""
+        if result is None:
+            raise BlockingIOError
+        header, rest = result
+        if header.source is not None:
+            conn.remote_addr, port = header.source
+            conn.remote_port = str(port)
+            conn.trusted_peer = conn.ctx.trusted.trusts(conn.remote_addr)
+        conn.sock = self.real
+        if not rest:
+            raise BlockingIOError
+        return rest
+
+    def close(self) -> None:
+        self.real.close()

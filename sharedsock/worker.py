@@ -134,6 +134,7 @@ class Worker:
             root_path=config.root_path,
             server_header=config.server_header,
             trusted=TrustedProxies(config.forwarded_allow_ips, config.forwarded_headers),
+            proxy_allowed=TrustedProxies(config.proxy_allow_ips) if config.proxy_protocol else None,
             access_log=access,
             multithread=config.threads > 1,
             multiprocess=config.workers > 1 or config.reload,
