@@ -85,7 +85,8 @@ def test_a_new_master_that_cannot_boot_leaves_the_old_one_serving(start_server, 
                       "    start_response('200 OK', [('Content-Type', 'text/plain')])\n"
                       "    return [b'still here']\n")
     pidfile = tmp_path / "master.pid"
-    server = start_server(["--bind", "127.0.0.1:0", "--pid", str(pidfile), "breaks:app"],
+    server = start_server(["--bind", "127.0.0.1:0", "--workers", "1", "--pid", str(pidfile),
+                           "breaks:app"],
                           cwd=tmp_path, env={"PYTHONDONTWRITEBYTECODE": "1"})
     module.write_text("raise RuntimeError('broken on purpose')\n")
     server.send(signal.SIGUSR2)
