@@ -303,8 +303,8 @@ class Connection:
             ctx.requests_served += 1
             stats = ctx.stats
             if stats is not None:
-                stats.record(exchange.status, head.method, time.monotonic() - started, exchange.sent,
-                             exchange.consumed)
+                stats.record((exchange.status, head.method, time.monotonic() - started, exchange.sent,
+                              exchange.consumed))
             if ctx.post_request is not None:
                 ctx.post_request(environ, exchange.status)
         if ctx.access_log is not None:

@@ -1,16 +1,18 @@
-"""Per-worker request counters, kept on the request path and reported to the master in batches.
+"""Per-worker request counters: noted on the request path, added up and reported in batches.
 
-Only counts live here: the request path pays a lock and a few additions per
-request, and the worker sends cumulative totals over the control channel about
-once a second (``channel.STATS``), so a lost line costs nothing. The master
-turns the reports into ``/metrics`` (see ``metrics``). Labels are bounded: a
-status class and one of the common methods, anything else counted as ``other``.
+A request only appends one tuple to a queue (``RequestStats.record``, a
+deque's own append: no Python frame, no lock, safe from pool threads). About
+once a second the worker's loop adds the queue up, with the C loops of
+``Counter``, ``sorted`` and ``sum``, and sends the cumulative totals to the
+master over the control channel (``channel.STATS``), so a lost line costs
+nothing; the master turns them into ``/metrics`` (see ``metrics``). Labels are
+bounded: a status class and one of the common methods, anything else ``other``.
 """
 
 from __future__ import annotations
 
-import threading
-from bisect import bisect_left
+from bisect import bisect_right
+from collections import Counter, deque
 from typing import Any
 
 # Upper bounds (seconds) of the request duration histogram; a last bucket holds the rest.
@@ -24,37 +26,56 @@ _CLASS_OF = {c[0]: c for c in STATUS_CLASSES}
 class RequestStats:
     """What one worker's requests added up to since it started.
 
-    Pool threads record concurrently, hence the lock (uncontended: the GIL
-    already serialises them, the lock only keeps a read-modify-write whole).
+    ``record((status, method, duration, response bytes, request bytes))`` runs
+    once per request, from any thread; ``add_up`` and ``report`` only from the
+    worker's loop.
     """
 
-    __slots__ = ("lock", "requests", "buckets", "duration_sum", "response_bytes", "request_bytes")
+    __slots__ = ("record", "_queue", "_threaded", "requests", "buckets", "duration_sum", "response_bytes",
+                 "request_bytes")
 
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
+    def __init__(self, threaded: bool = False) -> None:
+        """``threaded``: pool threads record, while the loop adds up."""
+        self._queue: deque[tuple[str, str, float, int, int]] = deque()
+        self._threaded = threaded
+        self.record = self._queue.append
         self.requests: dict[tuple[str, str], int] = {}  # (status class, method) -> count
         self.buckets = [0] * (len(DURATION_BUCKETS) + 1)  # per bucket, not cumulative
         self.duration_sum = 0.0
         self.response_bytes = 0
         self.request_bytes = 0
 
-    def record(self, status: str, method: str, duration: float, sent: int, received: int) -> None:
-        key = (_CLASS_OF.get(status[:1], OTHER), method if method in METHODS else OTHER)
-        with self.lock:
-            requests = self.requests
-            requests[key] = requests.get(key, 0) + 1
-            self.buckets[bisect_left(DURATION_BUCKETS, duration)] += 1
-            self.duration_sum += duration
-            self.response_bytes += sent
-            self.request_bytes += received
+    def add_up(self) -> None:
+        """Fold the queued requests into the totals."""
+        queue = self._queue
+        if self._threaded:
+            popleft = queue.popleft
+            batch = [popleft() for _ in range(len(queue))]  # appends may race: never clear()
+        else:
+            batch = list(queue)
+            queue.clear()
+        if not batch:
+            return
+        statuses, methods, durations, sent, received = zip(*batch)
+        requests = self.requests
+        for (status, method), count in Counter(zip(statuses, methods)).items():
+            key = (_CLASS_OF.get(status[:1], OTHER), method if method in METHODS else OTHER)
+            requests[key] = requests.get(key, 0) + count
+        ordered = sorted(durations)
+        below = 0
+        for i, bound in enumerate(DURATION_BUCKETS):
+            upto = bisect_right(ordered, bound)
+            self.buckets[i] += upto - below
+            below = upto
+        self.buckets[-1] += len(ordered) - below
+        self.duration_sum += sum(durations)
+        self.response_bytes += sum(sent)
+        self.request_bytes += sum(received)
 
     def report(self, **gauges: int) -> dict[str, Any]:
-        """The payload of a STATS line: these cumulative counts plus the worker's ``gauges``
-        (accepted, in_flight, open, idle)."""
-        with self.lock:
-            requests = [[status, method, count] for (status, method), count in self.requests.items()]
-            buckets = list(self.buckets)
-            duration_sum = self.duration_sum
-            sent, received = self.response_bytes, self.request_bytes
-        return {"requests": requests, "buckets": buckets, "duration_sum": duration_sum,
-                "response_bytes": sent, "request_bytes": received, **gauges}
+        """The payload of a STATS line: the cumulative counts so far plus the worker's
+        ``gauges`` (accepted, in_flight, open, idle)."""
+        self.add_up()
+        return {"requests": [[status, method, count] for (status, method), count in self.requests.items()],
+                "buckets": list(self.buckets), "duration_sum": self.duration_sum,
+                "response_bytes": self.response_bytes, "request_bytes": self.request_bytes, **gauges}

@@ -144,7 +144,7 @@ class Worker:
         )
         self.ctx.pre_request, self.ctx.post_request = request_hooks(self.app_spec)
         if config.metrics_bind:
-            self.ctx.stats = RequestStats()
+            self.ctx.stats = RequestStats(threaded=config.threads > 1)
         self._access = access
         self.environ_bases = {
             listener.sock.fileno(): base_environ(

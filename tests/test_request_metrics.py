@@ -70,10 +70,11 @@ def _matches(url: str, expect: dict, connections: int):
     return samples if totals == want else None
 
 
-@pytest.mark.parametrize("method", ["fork", "spawn"])
-def test_request_metrics_are_exact_per_worker_and_survive_a_reload(start_server, method):
+@pytest.mark.parametrize(("method", "threads"), [("fork", 1), ("spawn", 4)])
+def test_request_metrics_are_exact_per_worker_and_survive_a_reload(start_server, method, threads):
     server = start_server(["--bind", "127.0.0.1:0", "--metrics-bind", "127.0.0.1:0", "--workers", "2",
-                           "--start-method", method, "metrics_app:app"], workers=2)
+                           "--start-method", method, "--threads", str(threads), "metrics_app:app"],
+                          workers=2)
     url = status_url(server)
     first = _send_batch(server, gets=7, missing=3, posts=2, errors=1)
     samples = wait_for(lambda: _matches(url, first, 13), message="the 13 requests counted in /metrics")
@@ -105,7 +106,7 @@ def test_request_metrics_are_exact_per_worker_and_survive_a_reload(start_server,
     assert server.stop() == 0
 
 
-def test_connection_gauges(start_server):
+def test_connection_gauges_and_bounded_labels(start_server):
     server = start_server(["--bind", "127.0.0.1:0", "--metrics-bind", "127.0.0.1:0", "--workers", "1",
                            "metrics_app:app"])
     url = status_url(server)
@@ -120,5 +121,11 @@ def test_connection_gauges(start_server):
     kept.close()
     wait_for(lambda: scrape(url).get(("sharedsock_connections_open", ())) == 0,
              message="no connection open")
+    # A method outside the common ones is counted as "other": labels stay a fixed set.
+    status, _, _ = parse_response(raw_exchange(server, b"PROPFIND / HTTP/1.1\r\nHost: t\r\n"
+                                                       b"Connection: close\r\n\r\n"))
+    assert status == 200
+    wait_for(lambda: scrape(url).get(("sharedsock_requests_total", (("method", "other"), ("status", "2xx"))))
+             == 1, message="the PROPFIND request counted as method other")
     assert server.stop() == 0
 
