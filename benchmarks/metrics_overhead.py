@@ -3,9 +3,10 @@
 One connection over a socketpair serves hello-world keep-alive requests, with
 the counters off (``ServerContext.stats`` None, as without --metrics-bind) and
 on (queued per request, added up once per round as the worker does once a
-second), in interleaved rounds so the machine's drift hits both alike. Times are the thread's CPU time, so another
-process taking the CPU (a shared machine) does not count; printed are the
-median per request of each and the difference to "off".
+second), in interleaved rounds so the machine's drift hits both alike. Times
+are the thread's CPU time, so another process taking the CPU (a shared
+machine) does not count; printed are the median per request of each and the
+difference to "off".
 
     python benchmarks/metrics_overhead.py [--requests 5000] [--rounds 40]
 
