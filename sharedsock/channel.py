@@ -18,6 +18,7 @@ HEARTBEAT = "hb"  # payload: start (monotonic) of the oldest request in flight, 
 RETIRE = "retire"  # --max-requests reached: start my replacement, then stop me
 FILES = "files"  # payload {path: mtime}: modules loaded, for --reload
 LOAD_ERROR = "loaderror"  # payload {"reason": str, "files": {path: mtime}}
+STATS = "stats"  # payload: requeststats.RequestStats.report(), cumulative; about once a second
 
 # Master to worker.
 STOP = "stop"  # the whole server stops (not a reload): take the queued clients first

@@ -26,6 +26,7 @@ from .http.parser import Limits, RequestHead
 from .logs import AccessLog, AccessRecord, log
 from .proxy import TrustedProxies, apply_proxy_headers
 from .proxy_protocol import ProxyHeaderError, ProxyHeaderReader
+from .requeststats import RequestStats
 from .sockio import READ_SIZE, ClientGone, ClientTimeout, recv_some, send_all, send_file
 from .wsgi import EMPTY_INPUT, FileWrapper, InputStream, build_environ
 
@@ -63,6 +64,7 @@ class ServerContext:
         self.inflight: dict[Connection, float] = {}
         self.pre_request: Callable[[dict], None] | None = None  # config-file hooks, set at worker start
         self.post_request: Callable[[dict, str], None] | None = None
+        self.stats: RequestStats | None = None  # with --metrics-bind only: off costs nothing
 
     def oldest_request_start(self) -> float:
         starts = list(self.inflight.values())
@@ -304,6 +306,10 @@ class Connection:
             exchange.write = None
             ctx.inflight.pop(self, None)
             ctx.requests_served += 1
+            stats = ctx.stats
+            if stats is not None:
+                stats.record((exchange.status, head.method, time.monotonic() - started, exchange.sent,
+                              exchange.consumed))
             if ctx.post_request is not None:
                 ctx.post_request(environ, exchange.status)
         if ctx.access_log is not None:

@@ -18,6 +18,7 @@ from .handoff import send_boot
 from .hooks import NO_HOOKS, Hooks, ServerView, WorkerView, with_hooks
 from .listeners import Listener
 from .logs import log
+from .metrics import WorkerStats
 from .privileges import Identity, become, popen_arguments, worker_identity
 from .signals import MASTER_SIGNALS
 
@@ -43,6 +44,7 @@ class WorkerProcess:
     kill_sent: float = 0.0
     load_error: str | None = None
     files: list[str] = field(default_factory=list)
+    stats: WorkerStats | None = None  # its last STATS report (with --metrics-bind)
 
     def signal(self, signum: int) -> None:
         try:

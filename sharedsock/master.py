@@ -32,6 +32,7 @@ from .channel import (
     LOAD_ERROR,
     READY,
     RETIRE,
+    STATS,
     STOP,
 )
 from .config import Config
@@ -40,7 +41,7 @@ from .hooks import load_hooks, server_view
 from .launcher import WorkerProcess, start_worker
 from .listeners import Listener, close_listeners, open_listeners, stop_new_connections
 from .logs import format_exception_line, log, reopen_logs
-from .metrics import MasterCounters, worker_rss
+from .metrics import MasterCounters, parse_worker_stats, worker_rss
 from .privileges import socket_owner
 from .signals import MASTER_SIGNALS, UNUSED_SIGNALS, set_process_title
 from .status_server import StatusServer
@@ -411,6 +412,8 @@ class Master:
             elif kind == RETIRE:
                 w.leaving = True
                 self.leave_reasons.setdefault(w.pid, "max_requests")
+            elif kind == STATS:
+                w.stats = parse_worker_stats(_json(payload)) or w.stats
             elif kind == FILES:
                 for path, mtime in _stamps(_json(payload)).items():
                     self._watch(path, mtime)
@@ -444,6 +447,8 @@ class Master:
                 # Its last words (a load error, say) may still be unread when the exit is
                 # noticed first: read them before judging the exit.
                 self._read_worker(w)
+            if w.stats is not None:
+                self.counters.retired.add(w.stats)  # totals never go down when a worker leaves
             try:
                 self.sel.unregister(w.control)
             except (KeyError, ValueError):

@@ -14,9 +14,66 @@ import struct
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
+
+from .requeststats import DURATION_BUCKETS, METHODS, OTHER, STATUS_CLASSES
 
 RESTART_REASONS = ("crash", "timeout", "max_requests", "memory", "reload")
 _PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+_STATUS_LABELS = frozenset((*STATUS_CLASSES, OTHER))
+_METHOD_LABELS = METHODS | {OTHER}
+
+
+@dataclass
+class RequestCounts:
+    """Cumulative request counters: one worker's last report, or what departed workers added up to."""
+
+    requests: dict[tuple[str, str], int] = field(default_factory=dict)  # (status class, method)
+    buckets: list[int] = field(default_factory=lambda: [0] * (len(DURATION_BUCKETS) + 1))
+    duration_sum: float = 0.0
+    response_bytes: int = 0
+    request_bytes: int = 0
+    accepted: int = 0
+
+    def add(self, other: RequestCounts) -> None:
+        for key, count in other.requests.items():
+            self.requests[key] = self.requests.get(key, 0) + count
+        self.buckets = [a + b for a, b in zip(self.buckets, other.buckets)]
+        self.duration_sum += other.duration_sum
+        self.response_bytes += other.response_bytes
+        self.request_bytes += other.request_bytes
+        self.accepted += other.accepted
+
+
+@dataclass
+class WorkerStats(RequestCounts):
+    """A worker's STATS report: its counters, and gauges of the moment it was sent."""
+
+    in_flight: int = 0
+    open: int = 0
+    idle: int = 0
+
+
+def parse_worker_stats(data: Any) -> WorkerStats | None:
+    """A STATS payload, None if it is not one; labels outside the known sets are dropped, so a
+    worker (or the app in it) cannot grow the exposition."""
+    try:
+        stats = WorkerStats()
+        for status, method, count in data["requests"]:
+            if status in _STATUS_LABELS and method in _METHOD_LABELS:
+                stats.requests[(status, method)] = int(count)
+        buckets = [int(n) for n in data["buckets"]]
+        if len(buckets) != len(stats.buckets):
+            return None
+        stats.buckets = buckets
+        stats.duration_sum = float(data["duration_sum"])
+        for name in ("response_bytes", "request_bytes", "accepted", "in_flight", "open", "idle"):
+            setattr(stats, name, int(data[name]))
+    except (TypeError, KeyError, ValueError):
+        return None
+    return stats
 
 
 @dataclass
@@ -25,6 +82,7 @@ class MasterCounters:
 
     reloads: int = 0
     restarts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(RESTART_REASONS, 0))
+    retired: RequestCounts = field(default_factory=RequestCounts)  # final reports of exited workers
 
 
 def worker_rss(pid: int) -> int | None:
@@ -115,3 +173,72 @@ class _Collector:
         yield limit
         yield GaugeMetricFamily("sharedsock_ready", "1 when /readyz answers 200.",
                                 value=1 if master.is_ready() else 0)
+        yield from _request_families(counters.retired, master.workers)
+
+
+# (name, help, attribute) of the request counters and gauges: each is exposed as a total for the whole
+# server and, with the prefix sharedsock_worker_, per live worker.
+_COUNTERS = (("response_bytes", "Response body bytes sent.", "response_bytes"),
+             ("request_bytes", "Request body bytes the app read.", "request_bytes"),
+             ("connections_accepted", "Client connections accepted.", "accepted"))
+_GAUGES = (("requests_in_flight", "Requests being served now.", "in_flight"),
+           ("connections_open", "Client connections held now.", "open"),
+           ("connections_idle", "Kept-alive connections waiting for their next request.", "idle"))
+_LE = [repr(b) for b in DURATION_BUCKETS] + ["+Inf"]
+
+
+def _request_families(retired: RequestCounts, workers: list) -> Iterator:
+    """Totals are what departed workers reported last plus what live ones report now, so
+    they never go down; per-worker series last as long as their worker."""
+    from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+
+    live = [(w, w.stats) for w in workers if w.stats is not None]
+    total = RequestCounts()
+    total.add(retired)
+    for _, stats in live:
+        total.add(stats)
+    wl = ["worker", "pid"]
+
+    def both(kind, name: str, doc: str, labels: list[str]) -> tuple:
+        return kind(f"sharedsock_{name}", doc, labels=labels), \
+            kind(f"sharedsock_worker_{name}", f"{doc} Per live worker.", labels=wl + labels)
+
+    requests, worker_requests = both(CounterMetricFamily, "requests", "Requests answered, by status "
+                                     "class and method.", ["status", "method"])
+    for (status, method), count in sorted(total.requests.items()):
+        requests.add_metric([status, method], count)
+    for w, stats in live:
+        for (status, method), count in sorted(stats.requests.items()):
+            worker_requests.add_metric([str(w.index), str(w.pid), status, method], count)
+    yield requests
+    yield worker_requests
+    duration, worker_duration = both(HistogramMetricFamily, "request_duration_seconds",
+                                     "Time from a request's head to the end of its response.", [])
+    duration.add_metric([], _cumulative(total.buckets), total.duration_sum)
+    for w, stats in live:
+        worker_duration.add_metric([str(w.index), str(w.pid)], _cumulative(stats.buckets),
+                                   stats.duration_sum)
+    yield duration
+    yield worker_duration
+    for name, doc, attr in _COUNTERS:
+        server, per_worker = both(CounterMetricFamily, name, doc, [])
+        server.add_metric([], getattr(total, attr))
+        for w, stats in live:
+            per_worker.add_metric([str(w.index), str(w.pid)], getattr(stats, attr))
+        yield server
+        yield per_worker
+    for name, doc, attr in _GAUGES:
+        server, per_worker = both(GaugeMetricFamily, name, doc, [])
+        server.add_metric([], sum(getattr(stats, attr) for _, stats in live))
+        for w, stats in live:
+            per_worker.add_metric([str(w.index), str(w.pid)], getattr(stats, attr))
+        yield server
+        yield per_worker
+
+
+def _cumulative(buckets: list[int]) -> list[tuple[str, int]]:
+    running, out = 0, []
+    for le, count in zip(_LE, buckets):
+        running += count
+        out.append((le, running))
+    return out

@@ -40,6 +40,7 @@ from .http.parser import Limits
 from .listeners import Listener
 from .logs import AccessLog, format_exception_line, log, reopen_logs
 from .proxy import TrustedProxies
+from .requeststats import RequestStats
 from .signals import WORKER_IGNORED, set_process_title
 from .wsgi import base_environ
 
@@ -58,6 +59,7 @@ _CONTROL = object()
 ACCEPT_BATCH = 64  # inline mode: connections taken per wake-up, so a burst is not accepted one per round
 DRAIN_QUIET = 1.0  # draining: a kept-alive connection quiet this long is closed (capped by --keepalive)
 DRAIN_SWEEP = 0.1
+STATS_EVERY = 1.0  # --metrics-bind: request counters go to the master at most this often
 
 
 class Worker:
@@ -96,6 +98,8 @@ class Worker:
         self.accept_paused_until = 0.0
         self.beat_every = 1.0
         self.next_beat = 0.0
+        self.next_stats = 0.0
+        self.accepted = 0  # connections this worker took (loop thread only: see _take_done)
         jitter = config.max_requests_jitter
         self.max_requests = config.max_requests + (random.randint(0, jitter) if jitter else 0) \
             if config.max_requests else 0
@@ -140,6 +144,8 @@ class Worker:
             multiprocess=config.workers > 1 or config.reload,
         )
         self.ctx.pre_request, self.ctx.post_request = request_hooks(self.app_spec)
+        if config.metrics_bind:
+            self.ctx.stats = RequestStats(threaded=config.threads > 1)
         self._access = access
         self.environ_bases = {
             listener.sock.fileno(): base_environ(
@@ -287,7 +293,18 @@ class Worker:
         (so a request hung on a pool thread is seen even while this loop turns)."""
         send_line(self.control, channel.HEARTBEAT, self.ctx.oldest_request_start())
         self.next_beat = now + self.beat_every
+        if self.ctx.stats is not None and now >= self.next_stats:
+            self.next_stats = now + STATS_EVERY
+            self._report_stats(reliable=False)
         self._report_modules()
+
+    def _report_stats(self, reliable: bool) -> None:
+        """Cumulative counts, so a lost line costs nothing: the next one carries it all."""
+        conns = self.conns.values()
+        report = self.ctx.stats.report(
+            accepted=self.accepted, in_flight=len(self.ctx.inflight),
+            open=len(conns) + self.in_pool, idle=sum(1 for c in conns if c.between_requests))
+        send_line(self.control, channel.STATS, report, reliable=reliable)
 
     def _on_listener(self, listener: Listener) -> None:
         """New clients are waiting in the backlog.
@@ -344,6 +361,7 @@ class Worker:
             return False
         if conn is None:
             return False
+        self.accepted += 1
         # The request has often arrived with the connection: serve it before paying for a
         # selector registration that a close-after-response would undo at once.
         state = conn.on_readable()
@@ -452,6 +470,7 @@ class Worker:
             if not isinstance(item, Connection):  # the backlog's turn came up in the queue
                 if state == ADOPTED:
                     self.in_pool += 1  # its own entry follows when the thread is done with it
+                    self.accepted += 1
                 self.accept_queued = False
                 self._update_listening()
                 if self.listening:
@@ -595,6 +614,7 @@ class Worker:
                     break
                 if conn is None:
                     break
+                self.accepted += 1
                 room -= 1
                 self.conns[conn.fd] = conn
                 self.sel.register(conn.fd, selectors.EVENT_READ, conn)
@@ -602,6 +622,9 @@ class Worker:
     def _shutdown(self) -> None:
         for conn in list(self.conns.values()):
             conn.close()
+        self.conns.clear()
+        if self.ctx.stats is not None and self.control_open:
+            self._report_stats(reliable=True)  # the requests since the last beat count too
         for _ in self.threads:
             self.jobs.put(None)
         _flush_logs()
