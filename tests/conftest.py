@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -256,6 +257,29 @@ def process_alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     return True
+
+
+def debian_binary(name: str, package: str) -> str:
+    """A peer's program (nginx, haproxy), installed with apt-get when missing; skips, saying
+    why, only where it cannot be had."""
+    def find() -> str | None:
+        found = shutil.which(name) or f"/usr/sbin/{name}"
+        return found if os.path.exists(found) else None
+
+    found = find()
+    if found:
+        return found
+    try:
+        subprocess.run(["apt-get", "install", "-y", package], check=True, capture_output=True,
+                       timeout=600)
+    except (OSError, subprocess.SubprocessError) as exc:
+        reason = f"{name} is not installed and apt-get install -y {package} failed: {exc}"
+        print(reason)
+        pytest.skip(reason)
+    found = find()
+    if found is None:
+        pytest.skip(f"{package} installed but no {name} binary found")
+    return found
 
 
 def python() -> str:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import pwd
-import shutil
 import signal
 import socket
 import subprocess
@@ -19,7 +18,15 @@ from pathlib import Path
 
 import pytest
 
-from conftest import DEADLINE, listener_urls, module_server, parse_response, read_until_close, wait_for
+from conftest import (
+    DEADLINE,
+    debian_binary,
+    listener_urls,
+    module_server,
+    parse_response,
+    read_until_close,
+    wait_for,
+)
 
 CLIENT = "127.0.0.2"
 OUTER_PROXY = "127.0.0.3"
@@ -84,20 +91,7 @@ FORGED_RFC7239 = "Forwarded: for=1.2.3.4;proto=https;host=evil.example"
 
 
 def nginx_binary() -> str:
-    found = shutil.which("nginx") or ("/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx") else None)
-    if found:
-        return found
-    try:
-        subprocess.run(["apt-get", "install", "-y", "nginx-light"], check=True, capture_output=True,
-                       timeout=600)
-    except (OSError, subprocess.SubprocessError) as exc:
-        reason = f"nginx is not installed and apt-get install -y nginx-light failed: {exc}"
-        print(reason)
-        pytest.skip(reason)
-    found = shutil.which("nginx") or "/usr/sbin/nginx"
-    if not os.path.exists(found):
-        pytest.skip("nginx-light installed but no nginx binary found")
-    return found
+    return debian_binary("nginx", "nginx-light")
 
 
 class Nginx:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import socket
 import struct
@@ -22,6 +21,7 @@ from conftest import (
     DEADLINE,
     SHAREDSOCK,
     at,
+    debian_binary,
     listener_urls,
     module_server,
     parse_response,
@@ -201,19 +201,7 @@ backend app
 
 
 def haproxy_binary() -> str:
-    found = shutil.which("haproxy") or ("/usr/sbin/haproxy" if os.path.exists("/usr/sbin/haproxy") else None)
-    if found:
-        return found
-    try:
-        subprocess.run(["apt-get", "install", "-y", "haproxy"], check=True, capture_output=True, timeout=600)
-    except (OSError, subprocess.SubprocessError) as exc:
-        reason = f"haproxy is not installed and apt-get install -y haproxy failed: {exc}"
-        print(reason)
-        pytest.skip(reason)
-    found = shutil.which("haproxy") or "/usr/sbin/haproxy"
-    if not os.path.exists(found):
-        pytest.skip("haproxy installed but no haproxy binary found")
-    return found
+    return debian_binary("haproxy", "haproxy")
 
 
 def free_port() -> int:
