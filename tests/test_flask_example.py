@@ -44,6 +44,40 @@ def test_database_is_created_on_first_run(app, tmp_path):
     assert {"note", "upload"} <= tables
 
 
+def _init_at_barrier(path: str, barrier, errors) -> None:
+    from notesapp.db import init_db
+
+    barrier.wait()
+    try:
+        init_db(path)
+    except Exception as exc:
+        errors.put(repr(exc))
+
+
+def test_workers_starting_together_all_create_the_database(notesapp, tmp_path):
+    """Eight workers booting at once on a fresh file: none fails with "database is locked"."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("fork")
+    errors = context.SimpleQueue()
+    for round_ in range(20):
+        path = str(tmp_path / f"fresh-{round_}.sqlite3")
+        barrier = context.Barrier(8)
+        workers = [context.Process(target=_init_at_barrier, args=(path, barrier, errors))
+                   for _ in range(8)]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join(60)
+            assert worker.exitcode == 0
+    found = []
+    while not errors.empty():
+        found.append(errors.get())
+    assert found == []
+    with sqlite3.connect(tmp_path / "fresh-0.sqlite3") as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
 def test_data_dir_comes_from_the_environment(notesapp, tmp_path, monkeypatch):
     monkeypatch.setenv("NOTES_DATA_DIR", str(tmp_path / "from-env"))
     app = notesapp.create_app()

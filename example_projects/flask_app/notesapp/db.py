@@ -7,8 +7,11 @@ do not block the writer) and a busy timeout instead of failing on a lock.
 from __future__ import annotations
 
 import sqlite3
+import time
 
 from flask import Flask, current_app, g
+
+BUSY_TIMEOUT = 10.0
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS note (
@@ -26,7 +29,7 @@ CREATE TABLE IF NOT EXISTS upload (
 
 
 def connect(path: str) -> sqlite3.Connection:
-    conn = sqlite3.connect(path, timeout=10.0)
+    conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT)
     conn.row_factory = sqlite3.Row
     return conn
 
@@ -44,12 +47,27 @@ def close_db(exc: BaseException | None = None) -> None:
 
 
 def init_db(path: str) -> None:
-    """Idempotent, so every worker (and every reload) may run it at start."""
+    """Idempotent, so every worker (and every reload) may run it at start.
+
+    Workers start at the same moment on a fresh file. SQLite answers "database is locked"
+    at once, without waiting out the busy timeout, when two connections could deadlock
+    upgrading their locks; BEGIN IMMEDIATE takes the write lock before reading anything,
+    so the schema step waits its turn instead. Switching to WAL needs the file to itself,
+    so it is retried for as long as the busy timeout would have waited.
+    """
     conn = connect(path)
+    conn.isolation_level = None
     try:
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.executescript(SCHEMA)
-        conn.commit()
+        conn.executescript("BEGIN IMMEDIATE;" + SCHEMA + "COMMIT;")
+        deadline = time.monotonic() + BUSY_TIMEOUT
+        while True:
+            try:
+                conn.execute("PRAGMA journal_mode=WAL")
+                break
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.02)
     finally:
         conn.close()
 
