@@ -33,7 +33,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +75,7 @@ class Scenario:
     what: str
     check: Callable[[bytes], str | None]
     threads: int = 1  # app threads per worker (gunicorn sync always has 1)
+    fixed_threads: bool = False  # the scenario is defined by its thread count: --threads does not vary it
     connections: int = 64
     close: bool = False  # new connection per request
     lua: str | None = None
@@ -99,13 +100,48 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in [
              "Django view rendering a template table of 20 rows", _expect(pattern=rb"item &lt;20&gt;")),
     Scenario("db-10ms", "wsgi_basic:sleep10", "/",
              "each request sleeps 10 ms (a stand-in DB call); 4 app threads per worker",
-             _expect(exact=b"ok\n"), threads=4),
+             _expect(exact=b"ok\n"), threads=4, fixed_threads=True),
     Scenario("big-1mib", "wsgi_basic:big", "/", "1 MiB response body", _expect(length=1 << 20)),
     Scenario("post-64kib", "wsgi_basic:consume", "/", "64 KiB POST body read by the app",
              _expect(exact=b"received 65536 bytes\n"), lua="post64k.lua", method="POST"),
 ]}
 FAIRNESS = "fairness"
 ALL_SCENARIOS = list(SCENARIOS) + [FAIRNESS]
+DEFAULT_THREADS = "1,4"
+_VARIANT = re.compile(r"^(.*)-t(\d+)$")
+
+
+def variant(scenario: Scenario, threads: int) -> Scenario:
+    """The scenario run with ``threads`` app threads, labelled so: ``hello-keepalive-t4``."""
+    threads = scenario.threads if scenario.fixed_threads else threads
+    base = _VARIANT.sub(r"\1", scenario.name) if scenario.name not in SCENARIOS else scenario.name
+    return replace(scenario, name=f"{base}-t{threads}", threads=threads)
+
+
+def variants(names: list[str], thread_counts: list[int]) -> list[Scenario]:
+    """Every scenario at every thread count, thread counts side by side (fixed ones once)."""
+    out: dict[str, Scenario] = {}
+    for name in names:
+        if name in SCENARIOS:
+            for threads in thread_counts:
+                v = variant(SCENARIOS[name], threads)
+                out.setdefault(v.name, v)
+    return list(out.values())
+
+
+def scenario_named(label: str) -> Scenario:
+    """The scenario behind a result's label (``flask-json-t4``, or a bare name in older results)."""
+    if label in SCENARIOS:
+        return SCENARIOS[label]
+    match = _VARIANT.match(label)
+    if match and match.group(1) in SCENARIOS:
+        return variant(SCENARIOS[match.group(1)], int(match.group(2)))
+    raise KeyError(label)
+
+
+def base_name(label: str) -> str:
+    match = _VARIANT.match(label)
+    return match.group(1) if match and match.group(1) in SCENARIOS else label
 
 # --------------------------------------------------------------------------
 # Servers
@@ -547,6 +583,47 @@ class Context:
     runs: list[dict] = field(default_factory=list)
     fairness: list[dict] = field(default_factory=list)
     baselines: list[dict] = field(default_factory=list)
+    accelerator: str = ""
+
+
+def start_profile(ctx: Context, server: RunningServer, label: str) -> tuple[subprocess.Popen, Path] | None:
+    """py-spy on the (first) worker for the measured run; non-blocking sampling, so it barely slows it."""
+    pids = server.worker_pids()
+    spy = _venv_bin("py-spy")
+    if not pids or not os.path.exists(spy):
+        log(f"  {label}: no profile ({'py-spy missing' if pids else 'no worker pid'})")
+        return None
+    svg = ctx.raw / f"{label}.flame.svg"
+    cmd = [spy, "record", "--pid", str(pids[0]), "--duration", str(ctx.args.duration), "--rate", "250",
+           "--nonblocking", "--format", "flamegraph", "--output", str(svg)]
+    if ctx.wrk_cpu is not None:
+        cmd = ["taskset", "-c", str(ctx.wrk_cpu)] + cmd  # never on the server's core
+    errors = open(ctx.raw / f"{label}.py-spy.txt", "wb")
+    return subprocess.Popen(cmd, stdout=errors, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL), svg
+
+
+def finish_profile(started: tuple[subprocess.Popen, Path] | None, record: dict, raw: Path) -> None:
+    if started is None:
+        return
+    proc, svg = started
+    try:
+        proc.wait(30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    if svg.exists():
+        record["profile"] = os.path.relpath(svg, raw.parent.parent)
+
+
+def accelerator_state(source: Path | None) -> str:
+    """Whether the measured sharedsock had compiled code on its import path, and whether it was forced off."""
+    root = (source or REPO) / "sharedsock"
+    compiled = sorted(p.relative_to(root).as_posix() for p in root.rglob("*.so"))
+    if not compiled:
+        return "none: pure Python (no compiled module in sharedsock/)"
+    forced = os.environ.get("SHAREDSOCK_PURE_PYTHON") == "1"
+    return ("pure Python forced by SHAREDSOCK_PURE_PYTHON=1; built: " if forced else "compiled: ") \
+        + ", ".join(compiled)
 
 
 class Probe:
@@ -589,9 +666,12 @@ def measure(ctx: Context, rnd: int, scenario: Scenario, kind: ServerKind) -> dic
     port = free_port()
     launch = kind.build(scenario, scenario.app, port, ctx.workers, threads, ctx.tmp)
     label = f"r{rnd}-{scenario.name}-{kind.name}"
-    record: dict[str, Any] = {"round": rnd, "scenario": scenario.name, "server": kind.name,
+    record: dict[str, Any] = {"round": rnd, "scenario": scenario.name, "base": base_name(scenario.name),
+                              "server": kind.name,
                               "workers": ctx.workers, "threads": threads,
                               "loadavg_before": os.getloadavg()[0]}
+    if kind.name == "sharedsock":
+        record["accelerator"] = ctx.accelerator
     script = lua_script(scenario.lua, ctx.tmp)
     server = RunningServer(kind, launch, port, ctx.raw / f"{label}.server.log", ctx.server_cpu)
     record["command"] = display_cmd(server.argv)
@@ -605,8 +685,10 @@ def measure(ctx: Context, rnd: int, scenario: Scenario, kind: ServerKind) -> dic
                                ctx.wrk_threads, script, scenario.close, ctx.wrk_cpu)
             run_wrk(warm, args.warmup)
         probe = Probe(port, scenario, delay=args.duration / 2, timeout=args.duration / 2 + 5)
+        profile = start_profile(ctx, server, label) if args.profile and kind.name == "sharedsock" else None
         load_ends = time.monotonic() + args.duration
         result, out = run_wrk(cmd, args.duration)
+        finish_profile(profile, record, ctx.raw)
         record["rss_kib"], record["pss_kib"], record["processes"] = memory_kib(server.proc.pid)
         record["probe_ms"], record["probe_problem"] = probe.result(load_ends)
         (ctx.raw / f"{label}.wrk.txt").write_text(out)
@@ -760,7 +842,7 @@ def summarize(runs: list[dict], fairness: list[dict], baselines: list[dict] = ()
                 "probe_ms": _stats([r.get("probe_ms") for r in mine]),
                 "probe_problems": [r["probe_problem"] for r in mine if r.get("probe_problem")],
                 "served_connections": _stats([r.get("served_connections") for r in mine]),
-                "connections": SCENARIOS[scenario].connections,
+                "connections": scenario_named(scenario).connections,
                 "threads": mine[0]["threads"] if mine else None,
             }
     ratios: dict[str, dict[str, dict]] = {}
@@ -781,6 +863,25 @@ def summarize(runs: list[dict], fairness: list[dict], baselines: list[dict] = ()
             stats = _stats(per_round)
             if stats:
                 ratios.setdefault(scenario, {})[peer] = stats
+    # sharedsock with N threads against itself with 1, in the same round: the cost of the pool.
+    thread_ratios: dict[str, dict] = {}
+    for label in cells:
+        if scenario_named(label).threads == 1 or "sharedsock" not in cells[label]:
+            continue
+        one = f"{base_name(label)}-t1"
+        if one == label or one not in cells:
+            continue
+        per_round = []
+        for rnd in sorted({r["round"] for r in ok}):
+            a = [r["rps"] for r in ok if r["round"] == rnd and r["scenario"] == label
+                 and r["server"] == "sharedsock"]
+            b = [r["rps"] for r in ok if r["round"] == rnd and r["scenario"] == one
+                 and r["server"] == "sharedsock"]
+            if a and b and b[0] > 0:
+                per_round.append(a[0] / b[0])
+        stats = _stats(per_round)
+        if stats:
+            thread_ratios[label] = stats
     fair: dict[str, dict] = {}
     for rec in fairness:
         if "failure" in rec:
@@ -799,7 +900,8 @@ def summarize(runs: list[dict], fairness: list[dict], baselines: list[dict] = ()
         entry["max_min_stats"] = _stats(entry["max_min"])
         entry["max_share_stats"] = _stats(entry["max_share"])
     baseline = _stats([b.get("rate") for b in baselines])
-    return {"cells": cells, "ratios": ratios, "fairness": list(fair.values()), "sleep_baseline": baseline}
+    return {"cells": cells, "ratios": ratios, "thread_ratios": thread_ratios,
+            "fairness": list(fair.values()), "sleep_baseline": baseline}
 
 
 def _ratio_target(summary, tid, text, scenario, peer, minimum) -> dict:
@@ -814,32 +916,78 @@ def _ratio_target(summary, tid, text, scenario, peer, minimum) -> dict:
     return target
 
 
+def _suffix(label: str) -> str:
+    return f"-t{scenario_named(label).threads}"
+
+
+def _labels(cells: dict, base: str) -> list[str]:
+    """The measured thread variants of a scenario, fewest threads first."""
+    found = [label for label in cells if base_name(label) == base]
+    return sorted(found, key=lambda label: scenario_named(label).threads)
+
+
 def evaluate_targets(summary: dict, workers: int) -> list[dict]:
+    """The speed issue's targets, for each thread setting measured (ids end in -tN)."""
     cells = summary["cells"]
-    targets = [
-        _ratio_target(summary, "T1", "hello keep-alive >= 3.5x gunicorn sync", "hello-keepalive",
-                      "gunicorn-sync", 3.5),
-        _ratio_target(summary, "T2", "hello keep-alive >= 2x waitress", "hello-keepalive", "waitress", 2.0),
-        _ratio_target(summary, "T3", "new connection per request >= 0.8x nginx", "hello-close", "nginx", 0.8),
-        _ratio_target(summary, "T4", "Flask JSON >= 0.9x granian", "flask-json", "granian", 0.9),
-        _ratio_target(summary, "T5", "Django JSON >= 0.9x granian", "django-json", "granian", 0.9),
-    ]
-    ideal = workers * SCENARIOS["db-10ms"].threads * 100
-    db = cells.get("db-10ms", {}).get("sharedsock", {}).get("rps")
-    t6 = {"id": "T6", "target": f"10 ms DB, 4 threads >= 95% of ideal {ideal} req/s", "threshold": 0.95}
-    if db:
-        share = db["median"] / ideal
+    targets = []
+    for label in _labels(cells, "hello-keepalive"):
+        targets.append(_ratio_target(summary, f"T1{_suffix(label)}", f"{label} >= 3.5x gunicorn sync",
+                                     label, "gunicorn-sync", 3.5))
+        targets.append(_ratio_target(summary, f"T2{_suffix(label)}", f"{label} >= 2x waitress", label,
+                                     "waitress", 2.0))
+    for base, text, minimum in (("hello-keepalive", "hello keep-alive", 1.2), ("flask-json", "Flask JSON", 1.1),
+                                ("django-json", "Django JSON", 1.1), ("post-64kib", "64 KiB POST", 1.0)):
+        for label in _labels(cells, base):
+            threads = scenario_named(label).threads
+            targets.append(_ratio_target(summary, f"G-{label}", f"{text}, {threads} thread(s) >= "
+                                         f"{minimum}x granian --blocking-threads {threads}", label, "granian",
+                                         minimum))
+    for label in _labels(cells, "hello-close"):
+        targets.append(_ratio_target(summary, f"T3{_suffix(label)}", f"{label} (new connection per request) "
+                                     ">= 0.95x nginx", label, "nginx", 0.95))
+    for base in ("hello-keepalive", "flask-json", "django-json"):
+        for label in _labels(cells, base):
+            if scenario_named(label).threads == 1:
+                continue
+            stats = summary.get("thread_ratios", {}).get(label)
+            target = {"id": f"P1-{label}", "threshold": 0.95,
+                      "target": f"{label} >= 0.95x sharedsock's own {base}-t1 (the cost of the pool)"}
+            if stats is None:
+                target.update(status="n/a", measured=f"not measured (needs sharedsock in {label} and {base}-t1)")
+            else:
+                target.update(status="pass" if stats["median"] >= 0.95 else "FAIL", value=stats["median"],
+                              measured=f"{stats['median']:.2f}x (rounds: {stats['min']:.2f}-{stats['max']:.2f})")
+            targets.append(target)
+    slower = []
+    compared = 0
+    for label, servers in cells.items():
+        mine, theirs = (servers.get("sharedsock") or {}).get("p99_ms"), (servers.get("granian") or {}).get("p99_ms")
+        if mine and theirs:
+            compared += 1
+            if mine["median"] > theirs["median"]:
+                slower.append(f"{label} {mine['median']:.2f} vs {theirs['median']:.2f} ms")
+    targets.append({"id": "P2", "target": "p99 latency no worse than granian's, every scenario and thread setting",
+                    "status": ("FAIL" if slower else "pass") if compared else "n/a",
+                    "measured": ("worse in " + "; ".join(slower)) if slower else
+                                (f"no worse in {compared} scenario(s)" if compared else "not measured")})
+    for label in _labels(cells, "db-10ms"):
+        targets.append(_ratio_target(summary, "T6a", f"10 ms DB, {scenario_named(label).threads} threads >= 1.0x "
+                                     "granian", label, "granian", 1.0))
+        db = cells[label].get("sharedsock", {}).get("rps")
         base = summary.get("sleep_baseline")
-        t6.update(status="pass" if share >= 0.95 else "FAIL", value=share,
-                  measured=f"{db['median']:.0f} req/s = {share:.1%} of ideal "
-                           f"(rounds: {db['min']:.0f}-{db['max']:.0f})"
-                           + (f"; bare threads sleeping 10 ms, no server: {base['median']:.0f}/s"
-                              if base else ""))
-    else:
-        t6.update(status="n/a", measured="not measured (needs sharedsock in db-10ms)")
-    targets.append(t6)
-    targets.append(_ratio_target(summary, "T7", "1 MiB response >= gunicorn gthread", "big-1mib",
-                                 "gunicorn-gthread", 1.0))
+        t6 = {"id": "T6b", "target": "10 ms DB >= 0.97x the bare-threads ceiling (threads that only sleep 10 ms)",
+              "threshold": 0.97}
+        if db and base:
+            share = db["median"] / base["median"]
+            t6.update(status="pass" if share >= 0.97 else "FAIL", value=share,
+                      measured=f"{db['median']:.0f} req/s vs {base['median']:.0f}/s bare threads = {share:.2f}x "
+                               f"(ideal {workers * scenario_named(label).threads * 100} req/s)")
+        else:
+            t6.update(status="n/a", measured="not measured (needs sharedsock in db-10ms and the baseline)")
+        targets.append(t6)
+    for label in _labels(cells, "big-1mib"):
+        targets.append(_ratio_target(summary, f"T7{_suffix(label)}", f"{label} >= gunicorn gthread", label,
+                                     "gunicorn-gthread", 1.0))
     t8 = {"id": "T8", "target": "fairness, 2 workers, new connections: max/min <= 1.25 at every "
                                 "concurrency", "threshold": 1.25}
     mine = [e for e in summary["fairness"] if e["server"] == "sharedsock" and e["workers"] == 2]
@@ -997,7 +1145,10 @@ def render_markdown(data: dict, chart: str | None) -> str:
         lines.append("")
     if cells:
         lines += ["## Throughput (requests/s)", "",
-                  "Median over rounds (min-max). Only responses with a status below 400 count.", ""]
+                  "Median over rounds (min-max). Only responses with a status below 400 count. "
+                  "A scenario's `-tN` suffix is its app threads per worker, the same for every server: "
+                  "sharedsock `--threads N`, gunicorn gthread `--threads N`, granian `--blocking-threads N`, "
+                  "waitress `--threads` N x workers; gunicorn sync has no threads and runs as it is.", ""]
         lines += ["| scenario | " + " | ".join(servers) + " |", "| --- |" + " ---: |" * len(servers)]
         for scenario, row in cells.items():
             lines.append(f"| {scenario} | " + " | ".join(
@@ -1079,7 +1230,8 @@ def render_markdown(data: dict, chart: str | None) -> str:
                 parts.append(f"probe {probe}, served {served}")
             lines.append(f"| {scenario} | " + " | ".join(parts) + " |")
         lines.append("")
-        db = cells.get("db-10ms")
+        db_label = next(iter(_labels(cells, "db-10ms")), None)
+        db = cells.get(db_label) if db_label else None
         if db:
             lines += ["## 10 ms DB call: share of the ideal", "",
                       "Ideal = workers x app threads / 10 ms. gunicorn sync has one thread per worker.", ""]
@@ -1114,6 +1266,12 @@ def render_markdown(data: dict, chart: str | None) -> str:
             lines.append(f"| {e['server']} | {e['workers']} | {e['concurrency']} | {mm} | "
                          f"{share['median']:.1%} |" if share else f"| {e['server']} | {e['workers']} | "
                          f"{e['concurrency']} | {mm} | - |")
+        lines.append("")
+    profiles = [r for r in data["runs"] if r.get("profile")]
+    if profiles:
+        lines += ["## Profiles", "", "py-spy flame graphs of the sharedsock worker during the measured runs "
+                  "(`--profile`; non-blocking sampling at 250 Hz):", ""]
+        lines += [f"- round {r['round']}, {r['scenario']}: `{r['profile']}`" for r in profiles]
         lines.append("")
     lines += ["## Machine", "", "| | |", "| --- | --- |"]
     for k, v in meta["machine"].items():
@@ -1156,6 +1314,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--duration", type=int, default=10, help="seconds each measured wrk run lasts (default 10)")
     p.add_argument("--warmup", type=int, default=2, help="seconds of unmeasured wrk before each run (default 2, 0: none)")
     p.add_argument("--rounds", type=int, default=3, help="interleaved rounds (default 3)")
+    p.add_argument("--threads", default=DEFAULT_THREADS,
+                   help="comma-separated app thread counts per worker; every scenario runs at each, side "
+                        "by side, against peers with the same count (default 1,4; db-10ms always uses 4)")
+    p.add_argument("--profile", action="store_true",
+                   help="also record a py-spy flame graph (SVG) of the sharedsock worker during each "
+                        "measured run, into the run's raw/ folder (py-spy is installed into "
+                        "benchmarks/.venv; sampling costs the profiled runs a little throughput)")
     p.add_argument("--scenarios", default=",".join(ALL_SCENARIOS), help="comma-separated (default: all)")
     p.add_argument("--servers", default=",".join(SERVERS), help="comma-separated (default: all)")
     p.add_argument("--mode", choices=("per-core", "all-cores"), default="per-core",
@@ -1189,6 +1354,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.fairness_workers = sorted(set(_counts(args.fairness_workers, "--fairness-workers", 2, p))) \
         if args.fairness_workers else sorted({2, cpus})
     args.fairness_concurrency = _counts(args.fairness_concurrency, "--fairness-concurrency", 1, p)
+    args.threads = sorted(set(_counts(args.threads, "--threads", 1, p)))
     return args
 
 
@@ -1223,14 +1389,15 @@ def main(argv: list[str] | None = None) -> int:
         print("benchmarks: wrk is not installed and `apt-get install -y wrk` failed", file=sys.stderr)
         return EXIT_NO_WRK
     servers = list(args.servers)
-    scenarios = [SCENARIOS[s] for s in args.scenarios if s in SCENARIOS]
+    scenarios = variants(args.scenarios, args.threads)
     wants_nginx = "nginx" in servers and any(s.nginx for s in scenarios)
     if "nginx" in servers and not wants_nginx:
         servers.remove("nginx")
     if wants_nginx and ensure_nginx() is None:
         log("nginx could not be installed: leaving it out")
         servers.remove("nginx")
-    if any(SERVERS[s].peer for s in servers) and not ensure_venv():
+    profile = ["py-spy"] if args.profile and "sharedsock" in servers else []
+    if (any(SERVERS[s].peer for s in servers) or profile) and not ensure_venv(profile):
         print("benchmarks: could not install the peers into benchmarks/.venv", file=sys.stderr)
         return 2
     if args.setup_only:
@@ -1269,11 +1436,12 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(tmp, ignore_errors=True)
             return 2
         log(f"sharedsock runs from {versions_start['sharedsock_source']}")
+        ctx.accelerator = versions_start["sharedsock_accelerator"] = accelerator_state(SHAREDSOCK_SRC)
     try:
         for rnd in range(1, args.rounds + 1):
             log(f"round {rnd}/{args.rounds}")
             for scenario in scenarios:
-                if scenario.name == "db-10ms":
+                if base_name(scenario.name) == "db-10ms":
                     ctx.baselines.append(sleep_baseline(ctx, rnd, scenario.threads * workers))
                 for name in servers:
                     kind = SERVERS[name]
@@ -1294,7 +1462,8 @@ def main(argv: list[str] | None = None) -> int:
             "started": started.strftime("%Y-%m-%d %H:%M"), "finished": finished.strftime("%Y-%m-%d %H:%M"),
             "mode": args.mode, "mode_text": mode_text, "workers": workers, "rounds": args.rounds,
             "duration": args.duration, "warmup": args.warmup, "servers": servers,
-            "scenarios": args.scenarios, "note": args.note,
+            "scenarios": args.scenarios, "threads": args.threads, "profile": args.profile,
+            "note": args.note,
             "loadavg_start": loadavg_start, "loadavg_end": os.getloadavg()[0],
             "machine": machine_info(), "versions": versions_start,
             "suite_command": shlex.join(suite), "raw_dir": os.path.relpath(raw, output),
