@@ -48,6 +48,7 @@ DEFAULT_OUTPUT = HERE / "results"
 EXIT_NO_WRK = 75  # the smoke test skips on this code, and only on this one
 READY_DEADLINE = 60.0
 WRK_TIMEOUT = "5s"
+PY_SPY = "py-spy==0.4.3"  # installed into benchmarks/.venv only for --profile
 BODY_64K = b"0123456789abcdef" * 4096  # what lua/post64k.lua sends
 
 # --------------------------------------------------------------------------
@@ -1396,7 +1397,7 @@ def main(argv: list[str] | None = None) -> int:
     if wants_nginx and ensure_nginx() is None:
         log("nginx could not be installed: leaving it out")
         servers.remove("nginx")
-    profile = ["py-spy"] if args.profile and "sharedsock" in servers else []
+    profile = [PY_SPY] if args.profile and "sharedsock" in servers else []
     if (any(SERVERS[s].peer for s in servers) or profile) and not ensure_venv(profile):
         print("benchmarks: could not install the peers into benchmarks/.venv", file=sys.stderr)
         return 2
