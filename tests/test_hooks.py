@@ -126,7 +126,7 @@ def test_every_hook_runs_in_its_process(start_server, tmp_path, start_method):
     exits = of(entries, "worker_exit")
     assert all(e["pid"] == master for e in exits)
     assert {e["worker_pid"] for e in exits} == worker_pids
-    assert all(isinstance(e["exit_code"], int) for e in exits)
+    assert [e["exit_code"] for e in exits] == [0] * len(exits)  # reload and stop are graceful, spawned too
 
 
 def _hook_file(tmp_path: Path, body: str) -> None:
