@@ -43,8 +43,12 @@ def target(databases: dict[str, str]) -> str:
     """The import string that makes workers (fork or spawn) call ``application()``."""
     from django.conf import settings
 
-    return (f"sharedsock.testing.django_live:application({settings.SETTINGS_MODULE!r}, "
-            f"{databases!r}, {LIVE_HOSTS!r})")
+    # Under override_settings, settings.SETTINGS_MODULE is None: the environment names it.
+    module = os.environ.get("DJANGO_SETTINGS_MODULE") or settings.SETTINGS_MODULE
+    if not module:
+        raise RuntimeError("a live server's workers load the project from its settings module: "
+                           "set DJANGO_SETTINGS_MODULE (settings.configure() cannot reach them)")
+    return f"sharedsock.testing.django_live:application({module!r}, {databases!r}, {LIVE_HOSTS!r})"
 
 
 def start_project(databases: dict[str, str], **options: Any) -> LiveServer:
