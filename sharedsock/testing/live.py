@@ -34,7 +34,7 @@ import traceback
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator, Mapping
-from http.client import HTTPMessage
+from email.message import Message
 from pathlib import Path
 from typing import Any
 
@@ -75,7 +75,7 @@ class URL(str):
 class Response:
     """What ``LiveServer.request`` got: any status, 4xx and 5xx included (no exception)."""
 
-    def __init__(self, status: int, headers: HTTPMessage, body: bytes) -> None:
+    def __init__(self, status: int, headers: Message, body: bytes) -> None:
         self.status = status
         self.headers = headers
         self.body = body
@@ -402,6 +402,7 @@ def start(app_or_target: Callable | str, *, ready_timeout: float = READY_TIMEOUT
         if target is not None:
             child = _start_interpreter(target, merged, child_env, log_path)
         else:
+            assert not isinstance(app_or_target, str)
             child = _fork_master(app_or_target, merged, child_env, log_path)
     except BaseException:
         notify.close()

@@ -38,5 +38,5 @@ def test_a_post_without_the_csrf_token_is_refused(live_server):
     assert live_server.request("/", data=b"name=x&message=y").status == 403
 
 
-def test_the_admin_login_page_and_static_files(live_server):
+def test_the_admin_login_page(live_server):
     assert live_server.get("/admin/login/").status == 200
