@@ -347,9 +347,15 @@ def _generation(message: dict[str, str]) -> int:
 
 
 def import_string_for(app: Any) -> str | None:
-    """``module:name`` of a module-level global that is ``app``, else None."""
+    """``module:name`` of a module-level global that is ``app``, else None. The app's own
+    module first, test modules and conftest files last (a worker would run their imports)."""
     home = getattr(app, "__module__", None)
-    modules = sorted(sys.modules.items(), key=lambda item: item[0] != home)
+
+    def rank(item: tuple[str, Any]) -> tuple[bool, bool]:
+        last = item[0].rpartition(".")[2]
+        return item[0] != home, last == "conftest" or last.startswith("test_") or last.endswith("_test")
+
+    modules = sorted(sys.modules.items(), key=rank)
     for name, module in modules:
         if name == "__main__" or module is None:
             continue
