@@ -16,9 +16,10 @@ EXAMPLES = ROOT / "example_projects"
 PYTEST = str(Path(sys.executable).with_name("pytest"))
 
 
-def run(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
+def run(args: list[str], cwd: Path, **more_env: str) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items()
            if k not in ("DJANGO_SETTINGS_MODULE", "PYTEST_ADDOPTS") and not k.startswith("SHAREDSOCK_")}
+    env.update(more_env)
     result = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=600, check=False)
     print(result.stdout[-20000:], result.stderr[-5000:])
     return result
@@ -45,8 +46,10 @@ def test_django_example_suite_against_the_test_database(start_method):
 
 
 @pytest.mark.smoke
-def test_django_example_unittest_suite_under_manage_py_test():
+def test_django_example_unittest_suite_under_manage_py_test(start_method):
+    """Django's runner makes its in-memory SQLite test database; the workers still see it."""
     result = run([sys.executable, "manage.py", "test", "tests", "--pattern", "unittest_*.py", "-v", "2"],
-                 EXAMPLES / "django_site")
+                 EXAMPLES / "django_site", SHAREDSOCK_START_METHOD=start_method)
     assert result.returncode == 0
     assert "Ran 2 tests" in result.stderr and "OK" in result.stderr
+    assert "memorydb_default" in result.stderr

@@ -11,7 +11,7 @@ import sys
 def main() -> None:
     from ..errors import AppLoadError, ConfigError
     from ..runner import serve
-    from .live import CHILD_ENV
+    from .launch import CHILD_ENV
 
     spec = json.loads(os.environ.pop(CHILD_ENV))
     try:

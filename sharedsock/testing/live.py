@@ -22,15 +22,10 @@ import contextlib
 import json
 import os
 import re
-import select
-import shutil
 import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import time
-import traceback
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator, Mapping
@@ -38,7 +33,8 @@ from email.message import Message
 from pathlib import Path
 from typing import Any
 
-CHILD_ENV = "SHAREDSOCK_TESTING_SERVE"
+from .launch import MasterProcess, NotifySocket, fork_master, start_interpreter
+
 READY_TIMEOUT = 60.0  # a loaded 2-core CI machine boots a Django site slowly
 _ERROR_LINE = re.compile(r"^\[[^\]]*\] \[\d+\] \[(?:ERROR|CRITICAL)\] ", re.M)
 _WORKER_IN_LINE = re.compile(r"\bworker (\d+)\b")
@@ -91,64 +87,6 @@ class Response:
         return f"<Response {self.status} {len(self.body)} bytes>"
 
 
-class _NotifySocket:
-    """The datagram socket the master reports to; its path is short (unix paths are ~100 bytes)."""
-
-    def __init__(self) -> None:
-        self.dir = tempfile.mkdtemp(prefix="ss-notify-")
-        self.path = os.path.join(self.dir, "notify")
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self.sock.bind(self.path)
-        self.sock.setblocking(False)
-        self.messages: list[dict[str, str]] = []
-
-    def receive(self, timeout: float) -> None:
-        ready, _, _ = select.select([self.sock], [], [], timeout)
-        while ready:
-            try:
-                data = self.sock.recv(65536)
-            except BlockingIOError:
-                return
-            fields = dict(line.split("=", 1) for line in data.decode(errors="replace").split("\n")
-                          if "=" in line)
-            self.messages.append(fields)
-
-    def close(self) -> None:
-        self.sock.close()
-        shutil.rmtree(self.dir, ignore_errors=True)
-
-
-class _Child:
-    """The master's process: a subprocess, or a fork of this process."""
-
-    def __init__(self, pid: int, popen: subprocess.Popen | None = None) -> None:
-        self.pid = pid
-        self.popen = popen
-        self.returncode: int | None = None
-
-    def poll(self) -> int | None:
-        if self.returncode is None:
-            if self.popen is not None:
-                self.returncode = self.popen.poll()
-            else:
-                pid, status = os.waitpid(self.pid, os.WNOHANG)
-                if pid:
-                    self.returncode = os.waitstatus_to_exitcode(status)
-        return self.returncode
-
-    def wait(self, timeout: float) -> int | None:
-        deadline = time.monotonic() + timeout
-        while self.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.02)
-        return self.returncode
-
-    def kill_group(self) -> None:
-        """The master and its workers: the master leads its own session."""
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.pid, signal.SIGKILL)
-        self.wait(10.0)
-
-
 class LiveServer:
     """A running sharedsock master with its workers.
 
@@ -156,7 +94,7 @@ class LiveServer:
     ``host``, ``port``, ``pids`` (the serving workers), ``master_pid`` and ``log`` (the whole
     server log so far) are read from the master's own reports."""
 
-    def __init__(self, child: _Child, notify: _NotifySocket, log_path: Path, options: Mapping[str, Any],
+    def __init__(self, child: MasterProcess, notify: NotifySocket, log_path: Path, options: Mapping[str, Any],
                  allow_errors: bool) -> None:
         self._child = child
         self._notify = notify
@@ -384,7 +322,9 @@ def start(app_or_target: Callable | str, *, ready_timeout: float = READY_TIMEOUT
         raise TypeError(f"not sharedsock options: {', '.join(unknown)}")
     merged = {**_DEFAULTS, "bind": ["127.0.0.1:0"], **options}
     merged = {k: os.fspath(v) if isinstance(v, os.PathLike) else v for k, v in merged.items()}
-    start_method = merged.get("start_method") or ("fork" if hasattr(os, "fork") else "spawn")
+    environment = {**os.environ, **(env or {})}
+    start_method = (merged.get("start_method") or environment.get("SHAREDSOCK_START_METHOD")
+                    or ("fork" if hasattr(os, "fork") else "spawn"))
     merged["start_method"] = start_method
     target = app_or_target if isinstance(app_or_target, str) else None
     if target is None and start_method == "spawn":
@@ -398,7 +338,7 @@ def start(app_or_target: Callable | str, *, ready_timeout: float = READY_TIMEOUT
     log_root = Path(log_dir) if log_dir is not None else Path(tempfile.mkdtemp(prefix="sharedsock-live-"))
     log_root.mkdir(parents=True, exist_ok=True)
     log_path = log_root / f"server-{time.monotonic_ns()}.log"
-    notify = _NotifySocket()
+    notify = NotifySocket()
     child_env = dict(os.environ)
     for name in ("WATCHDOG_USEC", "WATCHDOG_PID", "LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES"):
         child_env.pop(name, None)
@@ -406,10 +346,10 @@ def start(app_or_target: Callable | str, *, ready_timeout: float = READY_TIMEOUT
     child_env.update(NOTIFY_SOCKET=notify.path, PYTHONUNBUFFERED="1")
     try:
         if target is not None:
-            child = _start_interpreter(target, merged, child_env, log_path)
+            child = start_interpreter(target, merged, child_env, log_path)
         else:
             assert not isinstance(app_or_target, str)
-            child = _fork_master(app_or_target, merged, child_env, log_path)
+            child = fork_master(app_or_target, merged, child_env, log_path)
     except BaseException:
         notify.close()
         raise
@@ -431,58 +371,3 @@ def serving(app_or_target: Callable | str, **kwargs: Any) -> Iterator[LiveServer
     server = start(app_or_target, **kwargs)
     with server:
         yield server
-
-
-def _start_interpreter(target: str, options: dict[str, Any], env: dict[str, str],
-                       log_path: Path) -> _Child:
-    from ..bootstrap import fresh_interpreter
-
-    try:
-        env[CHILD_ENV] = json.dumps({"target": target, "options": options})
-    except TypeError as exc:
-        raise TypeError(f"options must be plain values (str, int, list...): {exc}") from None
-    argv, env = fresh_interpreter("sharedsock.testing.child:main", env)
-    with open(log_path, "wb") as log_file:
-        popen = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT,
-                                 env=env, start_new_session=True)
-    return _Child(popen.pid, popen)
-
-
-def _fork_master(app: Callable, options: dict[str, Any], env: dict[str, str], log_path: Path) -> _Child:
-    """The child becomes the master: ``serve(app)`` in a copy of this process, then ``_exit``
-    (it must never return into the test runner)."""
-    log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-    pid = os.fork()
-    if pid:
-        os.close(log_fd)
-        return _Child(pid)
-    code = 1
-    try:
-        os.setsid()
-        null = os.open(os.devnull, os.O_RDONLY)
-        os.dup2(null, 0)
-        os.dup2(log_fd, 1)
-        os.dup2(log_fd, 2)
-        sys.stdout = open(1, "w", buffering=1, closefd=False)
-        sys.stderr = open(2, "w", buffering=1, closefd=False)
-        os.environ.clear()
-        os.environ.update(env)
-        from ..runner import serve
-
-        serve(app, **options)
-        code = 0
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    except BaseException as exc:
-        from ..errors import AppLoadError, ConfigError
-
-        if isinstance(exc, (AppLoadError, ConfigError)):
-            print(f"sharedsock: error: {exc}", file=sys.stderr)
-            code = 2
-        else:
-            traceback.print_exc()
-    finally:
-        with contextlib.suppress(BaseException):
-            sys.stdout.flush()
-            sys.stderr.flush()
-        os._exit(code)

@@ -5,6 +5,7 @@ test database; SharedsockLiveServerTestCase copies it to a file for the class's 
 from __future__ import annotations
 
 import json
+import os
 import urllib.request
 
 from guestbook.models import Entry
@@ -19,6 +20,8 @@ class GuestbookLiveTests(SharedsockLiveServerTestCase):
             document = json.loads(reply.read())
         self.assertEqual(document["count"], 1)
         self.assertIn(document["pid"], self.live_server.pids)
+        method = os.environ.get("SHAREDSOCK_START_METHOD", "fork")
+        self.assertIn(f"Start method: {method}, 2 worker(s)", self.live_server.log)
 
     def test_every_test_starts_empty(self):
         with urllib.request.urlopen(self.live_server_url + "/api/entries/", timeout=30) as reply:
