@@ -42,14 +42,28 @@ def pytest_configure(config: pytest.Config) -> None:
     start_method = config.getoption("sharedsock_start_method") or config.getini("sharedsock_start_method")
     workers = config.getoption("sharedsock_workers") or config.getini("sharedsock_workers")
     if start_method or workers:
-        from .testing.live import set_defaults
+        from .testing import live
 
-        set_defaults(start_method=start_method or None, workers=int(workers) if workers else None)
+        config.stash[_saved_defaults] = dict(live._DEFAULTS)
+        live.set_defaults(start_method=start_method or None, workers=int(workers) if workers else None)
     pm = config.pluginmanager
     # pytest-flask and pytest-django register a live_server of their own: theirs stays, and
     # ours is sharedsock_live_server (alias it in a conftest.py to switch).
     if not (pm.hasplugin("flask") or pm.hasplugin("django")):
         pm.register(_LiveServerAlias(), "sharedsock-live-server")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """An in-process session (pytester.runpytest) must not leave its defaults to the next one."""
+    saved = config.stash.get(_saved_defaults, None)
+    if saved is not None:
+        from .testing import live
+
+        live._DEFAULTS.clear()
+        live._DEFAULTS.update(saved)
+
+
+_saved_defaults = pytest.StashKey[dict]()
 
 
 # -- attaching the server log to a failing test's report --------------------------------------

@@ -224,3 +224,14 @@ def test_live_server_without_an_app_or_django_says_what_it_needs(inner):
     result = inner("def test_it(live_server):\n    pass\n")
     result.assert_outcomes(errors=1)
     result.stdout.fnmatch_lines(["*define an `app` fixture*DJANGO_SETTINGS_MODULE*"])
+
+
+def test_an_in_process_session_leaves_the_defaults_as_it_found_them(pytester):
+    from sharedsock.testing import live
+
+    before = dict(live._DEFAULTS)
+    pytester.makepyfile(test_inner="def test_nothing():\n    pass\n")
+    result = pytester.runpytest_inprocess("-p", "no:cacheprovider", "--sharedsock-workers", "5",
+                                          "--sharedsock-start-method", "spawn")
+    result.assert_outcomes(passed=1)
+    assert live._DEFAULTS == before
