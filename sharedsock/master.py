@@ -91,6 +91,7 @@ class Master:
         self.notifier = Notifier()
         self.serving_generation = 0  # the generation last reported ready (to systemd, hooks)
         self.status = ""
+        self.reported: dict[str, str] = {}  # the X_SHAREDSOCK_* fields last sent with STATUS=
         self.upgrade: Upgrade | None = None  # SIGUSR2: the new master we started
         self.handover: Handover | None = None  # we are that new master: the old one waits
         self.handed_over = False  # a new master serves our sockets now: leave them be
@@ -679,7 +680,8 @@ class Master:
         first = self.serving_generation == 0
         self.serving_generation = self.generation
         self.status = self._status_text()
-        self.notifier.ready(self.status)
+        self.reported = self._serving_fields()
+        self.notifier.notify(READY=1, STATUS=self.status, **self.reported)
         if first and self.handover is not None:
             # We are the new master of an upgrade: the old one may go now.
             try:
@@ -694,12 +696,20 @@ class Master:
         ready = sum(1 for w in self.workers if w.ready and not w.term_sent)
         return f"{ready} of {self.target_workers} workers ready, generation {self.serving_generation}"
 
+    def _serving_fields(self) -> dict[str, str]:
+        """The real bound addresses and the serving workers' pids, for a harness that owns
+        NOTIFY_SOCKET (sharedsock.testing): systemd ignores fields that start with X_."""
+        pids = sorted(w.pid for w in self.workers
+                      if w.ready and not w.term_sent and w.generation == self.serving_generation)
+        return {"X_SHAREDSOCK_LISTEN": " ".join(listener.url for listener in self.listeners),
+                "X_SHAREDSOCK_WORKERS": ",".join(map(str, pids))}
+
     def _report_status(self) -> None:
         if self.serving_generation:
-            text = self._status_text()
-            if text != self.status:
-                self.status = text
-                self.notifier.status(text)
+            text, fields = self._status_text(), self._serving_fields()
+            if text != self.status or fields != self.reported:
+                self.status, self.reported = text, fields
+                self.notifier.notify(STATUS=text, **fields)
 
     # -- SIGUSR2: upgrade ----------------------------------------------------
 
