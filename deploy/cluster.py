@@ -12,8 +12,10 @@ the machine forbids network namespaces. See deploy/README.md.
 from __future__ import annotations
 
 import argparse
+import fcntl
 import signal
 import sys
+import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -22,6 +24,12 @@ from cluster.bed import STATE_DIR, Bed, down, say
 from cluster.netns import DEFAULT_SUBNET, Forbidden
 
 SKIPPED = 77
+INTERRUPTED = 130
+LOCK = Path(tempfile.gettempdir()) / "ssk-cluster.lock"  # outside STATE_DIR, which down removes
+
+
+def interrupted(signum, frame):
+    raise KeyboardInterrupt
 
 
 def become_subreaper() -> None:
@@ -41,23 +49,38 @@ def main(argv: list[str] | None = None) -> int:
                         help="test: also write the table, as Markdown, to FILE")
     args = parser.parse_args(argv)
     # SIGTERM (a CI timeout) cleans up as Ctrl-C does.
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    signal.signal(signal.SIGTERM, interrupted)
+    # The bed's names are fixed: one command at a time.
+    lock = open(LOCK, "w")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        say(f"another deploy/cluster.py is running (it holds {LOCK}); try again when it is done")
+        return 1
+    try:
+        return run(args)
+    except KeyboardInterrupt:
+        say("interrupted; the bed is removed")
+        return INTERRUPTED
 
+
+def run(args: argparse.Namespace) -> int:
     if args.command == "down":
         for item in down(STATE_DIR):
             say(f"removed {item}")
         return 0
 
+    bed = Bed(args.subnet)
+    try:
+        bed.network.check_allowed()
+    except Forbidden as exc:
+        say(f"skipped: {exc}")
+        return SKIPPED
     leftovers = down(STATE_DIR)
     if leftovers:
         say("removed what an earlier bed left: " + ", ".join(leftovers))
-    bed = Bed(args.subnet)
     try:
         bed.up()
-    except Forbidden as exc:
-        say(f"skipped: {exc}")
-        down(STATE_DIR)
-        return SKIPPED
     except BaseException:
         say("could not bring the bed up; removing it")
         down(STATE_DIR, keep_files=True)

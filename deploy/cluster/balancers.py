@@ -62,7 +62,6 @@ class Balancer:
 
     def __init__(self, directory: Path) -> None:
         self.dir = directory
-        self.dir.mkdir(parents=True, exist_ok=True)
         self.proc: subprocess.Popen | None = None
         self.ports: dict[str, int] = {}
 
@@ -114,6 +113,7 @@ class HAProxy(Balancer):
     name = "haproxy"
 
     def start(self, binary: str, addresses: list[str]) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
         listeners = {app: loopback_listener() for app in APP_NAMES}
         self.ports = {app: sock.getsockname()[1] for app, sock in listeners.items()}
         changes = {
@@ -205,6 +205,7 @@ class Nginx(Balancer):
     name = "nginx"
 
     def start(self, binary: str, addresses: list[str]) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
         listeners = {app: loopback_listener() for app in APP_NAMES}
         self.ports = {app: sock.getsockname()[1] for app, sock in listeners.items()}
         changes = {
