@@ -47,6 +47,8 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"the hosts' private range (default {DEFAULT_SUBNET})")
     parser.add_argument("--results", type=Path, metavar="FILE",
                         help="test: also write the table, as Markdown, to FILE")
+    parser.add_argument("--scenario", action="append", metavar="WORDS",
+                        help="test: run only the scenarios whose name contains WORDS (repeatable)")
     args = parser.parse_args(argv)
     # SIGTERM (a CI timeout) cleans up as Ctrl-C does.
     signal.signal(signal.SIGTERM, interrupted)
@@ -93,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
 
     become_subreaper()
     try:
-        return run_all(bed, args.results)
+        return run_all(bed, args.results, args.scenario)
     finally:
         bed.haproxy.stop()
         bed.nginx.stop()

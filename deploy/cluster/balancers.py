@@ -224,6 +224,14 @@ class Nginx(Balancer):
             raise RuntimeError(f"nginx -t refused {main}:\n{check.stdout}{check.stderr}")
         self._launch(command, list(listeners.values()), env)
 
+    def retried_after(self, status: int) -> int:
+        """Requests that a host answered with ``status`` and nginx then sent to another one."""
+        path = self.dir / "access.log"
+        if not path.exists():
+            return 0
+        return sum(1 for line in path.read_text(errors="replace").splitlines()
+                   if f" {status}, " in line or f"{status}, " in line.split(" ", 2)[-1])
+
     def retried(self) -> int:
         """Requests nginx sent to more than one host (``$upstream_status`` lists each try)."""
         path = self.dir / "access.log"

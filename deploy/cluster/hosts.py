@@ -132,7 +132,8 @@ class Host:
         for app in APPS:
             full_env = dict(os.environ)
             full_env.update({
-                "PYTHONPATH": os.pathsep.join([str(self.dir), str(app.source)]),
+                "PYTHONPATH": os.pathsep.join(filter(None, [str(self.dir), str(app.source),
+                                                           os.environ.get("PYTHONPATH")])),
                 "PYTHONDONTWRITEBYTECODE": "1",  # the release module is read from its source
                 "PYTHONUNBUFFERED": "1",
                 "NOTES_DATA_DIR": str(self.dir / "flask-data"),
