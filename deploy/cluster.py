@@ -20,8 +20,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from cluster.bed import STATE_DIR, Bed, down, say
+from cluster.bed import STATE_DIR, Bed, down
 from cluster.netns import DEFAULT_SUBNET, Forbidden
+from cluster.packages import say
 
 SKIPPED = 77
 INTERRUPTED = 130
@@ -64,6 +65,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         say("interrupted; the bed is removed")
         return INTERRUPTED
+    except (RuntimeError, TimeoutError) as exc:  # the bed could not come up; it says why
+        say(f"failed: {exc}")
+        return 1
 
 
 def run(args: argparse.Namespace) -> int:

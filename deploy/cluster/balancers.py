@@ -13,7 +13,6 @@ import http.client
 import io
 import itertools
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -48,11 +47,6 @@ def loopback_listener() -> socket.socket:
     sock.bind(("127.0.0.1", 0))
     sock.listen(511)
     return sock
-
-
-def find_binary(name: str) -> str | None:
-    found = shutil.which(name) or f"/usr/sbin/{name}"
-    return found if os.path.exists(found) else None
 
 
 class Balancer:

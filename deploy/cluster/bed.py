@@ -11,41 +11,14 @@ import sys
 import tempfile
 from pathlib import Path
 
-from .balancers import HAProxy, Nginx, find_binary, stop_leftovers
+from .balancers import HAProxy, Nginx, stop_leftovers
 from .hosts import APPS, EXAMPLES, Host, wait_for
 from .load import Target
 from .netns import DEFAULT_SUBNET, Network, remove_all
+from .packages import require
 
 STATE_DIR = Path(os.environ.get("SSK_CLUSTER_DIR") or Path(tempfile.gettempdir()) / "ssk-cluster")
 BOOT_TIMEOUT = 90.0  # six masters with two workers each, on a loaded 2-core machine
-PACKAGES = {"haproxy": "haproxy", "nginx": "nginx-light", "ip": "iproute2"}
-
-
-def say(text: str) -> None:
-    print(f"cluster: {text}", flush=True)
-
-
-def require(name: str) -> str:
-    """The program, installed with apt-get when missing."""
-    found = find_binary(name)
-    if found:
-        return found
-    package = PACKAGES[name]
-    say(f"{name} is missing; apt-get install -y {package}")
-    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-    for command in (["apt-get", "install", "-y", "-qq", package], ["apt-get", "update", "-qq"],
-                    ["apt-get", "install", "-y", "-qq", package]):
-        subprocess.run(command, capture_output=True, env=env, timeout=600)
-        found = find_binary(name)
-        if found:
-            break
-    if not found:
-        raise RuntimeError(f"{name} is not installed and apt-get install {package} failed")
-    # Debian starts a packaged service on install; the bed runs its own instance.
-    subprocess.run(["systemctl", "stop", name], capture_output=True, timeout=60)
-    return found
-
-
 class Bed:
     def __init__(self, subnet: str = DEFAULT_SUBNET, state_dir: Path = STATE_DIR) -> None:
         self.network = Network(subnet)

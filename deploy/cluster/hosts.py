@@ -181,10 +181,6 @@ class Host:
             proc.poll()
         self.procs = [proc for proc in self.procs if proc.returncode is None]
 
-    def empty(self) -> bool:
-        self.reap()
-        return not [pid for pid in pids_in(self.ns) if not gone(pid)]
-
     # -- the master's own endpoints ----------------------------------------------------
 
     def get(self, app: App, path: str, timeout: float = 3.0) -> tuple[int, str]:

@@ -144,10 +144,6 @@ class Load:
         with self.lock:
             return list(self.outcomes)
 
-    def responses_from(self, host: str, since: float, balancer: str | None = None) -> int:
-        return sum(1 for o in self.snapshot() if o.host == host and o.ended >= since and o.ok
-                   and (balancer is None or o.target.balancer == balancer))
-
     def wait_responses(self, count: int, since: float | None = None, host: str | None = None,
                        timeout: float = 30.0) -> None:
         """Until ``count`` good responses (from ``host``, through every balancer) came after

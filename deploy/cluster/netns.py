@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import shutil
 import subprocess
 
 PREFIX = "ssk"
@@ -22,7 +23,7 @@ class Forbidden(Exception):
 
 
 def ip(*args: str, check: bool = True, netns: str | None = None) -> subprocess.CompletedProcess:
-    command = ["ip", *(["-n", netns] if netns else []), *args]
+    command = [shutil.which("ip") or "/usr/sbin/ip", *(["-n", netns] if netns else []), *args]
     result = subprocess.run(command, capture_output=True, text=True, timeout=30)
     if check and result.returncode != 0:
         raise RuntimeError(f"{' '.join(command)} failed: {result.stderr.strip()}")
@@ -55,6 +56,9 @@ class Network:
         """Raise Forbidden, with the reason, when namespaces cannot be made here."""
         if os.geteuid() != 0:
             raise Forbidden("network namespaces need root (run as root, as CI does)")
+        from .packages import require
+
+        require("ip")
         probe = f"{PREFIX}-probe"
         result = ip("netns", "add", probe, check=False)
         if result.returncode != 0:

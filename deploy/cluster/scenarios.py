@@ -16,9 +16,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .bed import Bed, say
+from .bed import Bed
 from .hosts import APPS, SHUTDOWN_DELAY, Host, gone, metric, parse_metrics, wait_for
 from .load import Load, Outcome
+from .packages import say
 
 SETTLE = 20  # responses per balancer between steps
 # Inline (one thread): a request found ready while another runs is shed at once.
