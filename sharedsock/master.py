@@ -141,7 +141,12 @@ class Master:
                 self._check_fork_safety()  # before freezing: frozen objects are out of its sight
             if preloading:
                 gc.freeze()  # keep the preloaded objects' pages shared across fork
-            if config.metrics_bind:
+            if self.handover is not None and self.handover.status_listeners:
+                self.status_listeners = self.handover.status_listeners
+                if not config.metrics_bind:  # the new command line has none: close what came
+                    close_listeners(self.status_listeners)
+                    self.status_listeners = []
+            elif config.metrics_bind:
                 self.status_listeners = open_listeners((config.metrics_bind,), 64, config.umask)
             self._install_signals()
             if self.status_listeners:
@@ -622,7 +627,12 @@ class Master:
         return sum(1 for w in self.workers if w.ready and not w.term_sent)
 
     def is_ready(self) -> bool:
-        """/readyz: workers enough to serve, and no stop announced."""
+        """/readyz: workers enough to serve, and no stop announced.
+
+        The new master of an upgrade is ready while it boots: the old master's workers serve
+        the same sockets until this one's are ready, and it stops this master if they never are."""
+        if self.handover is not None and not (self.stopping or self.quick_stop or self.shutdown_at):
+            return True
         if self.stopping or self.quick_stop or self.shutdown_at or not self.serving_generation:
             return False
         return self.ready_count() >= (self.config.ready_workers or self.target_workers)
@@ -650,18 +660,8 @@ class Master:
         if self.status_server is not None:
             self.status_server.close()
             self.status_server = None
-        close_listeners(self.status_listeners, unlink=True)
+        close_listeners(self.status_listeners, unlink=not self.handed_over)  # a new master's too
         self.status_listeners = []
-
-    def _reopen_status(self) -> None:
-        if self.config.metrics_bind and not self.status_listeners:
-            try:
-                self.status_listeners = open_listeners((self.config.metrics_bind,), 64,
-                                                       self.config.umask)
-            except ConfigError as exc:
-                log.error("could not serve --metrics-bind again: %s", exc)
-                return
-            self._serve_status()
 
     def _check_memory(self) -> None:
         limit = self.config.max_worker_memory << 20
@@ -725,13 +725,13 @@ class Master:
             return
         from .upgrade import restart_command, start
 
-        self._close_status()  # the new master binds --metrics-bind itself
         try:
-            self.upgrade = start(self.listeners, self.cwd)
+            self.upgrade = start(self.listeners, self.cwd, self.status_listeners)
         except OSError as exc:
             log.error("SIGUSR2: could not start a new master: %s", exc)
-            self._reopen_status()
             return
+        if self.status_server is not None:
+            self.status_server.pause()  # the new master answers health checks from now on
         self.sel.register(self.upgrade.channel, selectors.EVENT_READ, self.upgrade)
         log.info("SIGUSR2: upgrading: started new master %d (%s); this one serves until it is ready",
                  self.upgrade.pid, " ".join(restart_command()))
@@ -783,7 +783,8 @@ class Master:
             pass
         upgrade.close()
         self.upgrade = None
-        self._reopen_status()
+        if self.status_server is not None:
+            self.status_server.resume()
         if self.config.pid and _pid_in(self.config.pid) != os.getpid():
             try:
                 self._write_pid()

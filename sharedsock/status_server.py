@@ -63,6 +63,22 @@ class StatusServer:
         for client in [c for c in self.clients.values() if c.deadline <= now]:
             self._close(client)
 
+    def pause(self) -> None:
+        """Stop taking connections, and finish the ones taken: during an upgrade the new master
+        answers on the same sockets, and a check half-answered here must not be cut."""
+        for listener in self.listeners:
+            try:
+                self.sel.unregister(listener.sock)
+            except (KeyError, ValueError):
+                pass
+
+    def resume(self) -> None:
+        for listener in self.listeners:
+            try:
+                self.sel.register(listener.sock, selectors.EVENT_READ, self)
+            except KeyError:
+                pass  # already registered
+
     def close(self) -> None:
         for client in list(self.clients.values()):
             self._close(client)

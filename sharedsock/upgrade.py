@@ -15,6 +15,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 
 from .channel import LineReader, send_line
 from .handoff import receive_boot, send_boot
@@ -51,8 +52,11 @@ def restart_command() -> list[str]:
     return [sys.executable, *argv[1:]]
 
 
-def start(listeners: list[Listener], cwd: str) -> Upgrade:
-    """Start the new master and send it the listeners; raises OSError if it cannot start."""
+def start(listeners: list[Listener], cwd: str, status_listeners: Sequence[Listener] = ()) -> Upgrade:
+    """Start the new master and send it the listeners; raises OSError if it cannot start.
+
+    The --metrics-bind sockets go along, so a health check is never refused in between and
+    an address bound to port 0 keeps its port."""
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     env = dict(os.environ)
     env[UPGRADE_FD_ENV] = str(theirs.fileno())
@@ -65,9 +69,11 @@ def start(listeners: list[Listener], cwd: str) -> Upgrade:
     finally:
         theirs.close()
     try:
-        send_boot(ours, {"listeners": [listener.describe() for listener in listeners],
-                         "fd_count": len(listeners), "old_pid": os.getpid()},
-                  [listener.sock.fileno() for listener in listeners])
+        every = [*listeners, *status_listeners]
+        send_boot(ours, {"listeners": [listener.describe() for listener in every],
+                         "fd_count": len(every), "status_count": len(status_listeners),
+                         "old_pid": os.getpid()},
+                  [listener.sock.fileno() for listener in every])
     except OSError:
         ours.close()
         proc.kill()
@@ -80,10 +86,12 @@ def start(listeners: list[Listener], cwd: str) -> Upgrade:
 class Handover:
     """The new master's side: the inherited listeners and the word it owes the old master."""
 
-    def __init__(self, channel: socket.socket, old_pid: int, listeners: list[Listener]) -> None:
+    def __init__(self, channel: socket.socket, old_pid: int, listeners: list[Listener],
+                 status_listeners: list[Listener]) -> None:
         self.channel = channel
         self.old_pid = old_pid
         self.listeners = listeners
+        self.status_listeners = status_listeners
 
     def say_ready(self) -> None:
         send_line(self.channel, READY, reliable=True)
@@ -97,5 +105,6 @@ def inherited() -> Handover | None:
         return None
     channel = socket.socket(fileno=int(raw))
     message, fds = receive_boot(channel)
-    listeners = adopt_in_worker(fds, message["listeners"])
-    return Handover(channel, int(message["old_pid"]), listeners)
+    every = adopt_in_worker(fds, message["listeners"])
+    split = len(every) - int(message.get("status_count", 0))
+    return Handover(channel, int(message["old_pid"]), every[:split], every[split:])

@@ -5,9 +5,12 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
+import threading
 
 import pytest
 from test_drain_under_load import Load
+from test_health_metrics import get, status_url
 
 from conftest import DEADLINE, http_get, wait_for
 
@@ -127,4 +130,70 @@ def test_sigusr2_twice_or_during_a_reload_is_refused(start_server, tmp_path):
     server.wait_log("SIGUSR2: refused while workers are being started or replaced")
     hold.unlink()
     assert http_get(server, "/")[2] == b"ok"
+    stop_master(master)
+
+
+class ReadinessProbe:
+    """A balancer's health check: /readyz on a new connection, over and over, every answer kept."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.answers: list[object] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> ReadinessProbe:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join(DEADLINE)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                status, _ = get(self.url, "/readyz")
+                self.answers.append(status)
+            except OSError as exc:
+                self.answers.append(repr(exc))
+            self._stop.wait(0.02)
+
+
+@pytest.mark.parametrize("method", ["fork", "spawn"])
+def test_readiness_stays_200_through_upgrades(start_server, method):
+    """The metrics socket is handed over like the listeners: a health check during SIGUSR2 is
+    never refused, never 503, and keeps the address even when it was bound to port 0."""
+    server = start_server(["--bind", "127.0.0.1:0", "--start-method", method, "--workers", "2",
+                           "--metrics-bind", "127.0.0.1:0", "testapp:app"], workers=2)
+    url = status_url(server)
+    with ReadinessProbe(url) as probe:
+        master = masters(server)[-1]
+        for n in range(1, 3):
+            master = upgrade(server, n)
+            answered = len(probe.answers)
+            wait_for(lambda seen=answered: len(probe.answers) > seen + 5, message="more readiness answers")
+    assert probe.answers and set(probe.answers) == {200}, \
+        f"{len(probe.answers)} checks: {[a for a in probe.answers if a != 200][:5]}"
+    assert get(url, "/readyz")[0] == 200  # same address, now the second new master's
+    stop_master(master)
+
+
+def test_a_unix_metrics_socket_survives_the_upgrade(start_server, tmp_path):
+    """The old master leaves the socket file to the new one: it must not unlink it on exit."""
+    path = tmp_path / "metrics.sock"
+    server = start_server(["--bind", "127.0.0.1:0", "--workers", "1",
+                           "--metrics-bind", f"unix:{path}", "testapp:app"], workers=1)
+
+    def readyz() -> bytes:
+        with socket.socket(socket.AF_UNIX) as sock:
+            sock.settimeout(DEADLINE)
+            sock.connect(str(path))
+            sock.sendall(b"GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            return b"".join(iter(lambda: sock.recv(65536), b""))
+
+    assert readyz().startswith(b"HTTP/1.1 200")
+    master = upgrade(server, 1)
+    assert path.exists()
+    assert readyz().startswith(b"HTTP/1.1 200")
     stop_master(master)
