@@ -504,10 +504,12 @@ class Connection:
         return True
 
     def _try_sendfile(self, wrapper: FileWrapper) -> bool:
+        if self.tls:
+            return False  # the bytes must pass through the TLS layer: the file is iterated instead
         span = wrapper.sendfile_span()
         exchange = self.exchange
-        if span is None or self.tls or not exchange.can_send_file():
-            return False  # over TLS the bytes must pass through the TLS layer: iterate the file
+        if span is None or not exchange.can_send_file():
+            return False
         fd, offset, length = span
         if exchange.response < STARTED:
             data = exchange.file_head(length, self.ctx.draining)

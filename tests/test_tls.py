@@ -455,3 +455,77 @@ def test_bad_tls_options_are_one_line_and_exit_2(certs, tmp_path, case):
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and re.search(expected, lines[0]), result.stderr
     assert "Listening" not in result.stdout + result.stderr
+
+
+def test_pool_threads_and_a_unix_socket(start_server, certs, tmp_path, start_method):
+    """With every pool thread busy, the next client is taken by the first thread to finish,
+    which leaves its handshake to the selector; TLS works over a unix socket too."""
+    import tempfile
+
+    path = f"{tempfile.mkdtemp(prefix='ss-')}/tls.sock"
+    server = start_server(tls_args(certs, "--bind", "127.0.0.1:0", "--bind", f"unix:{path}", "--threads", "2",
+                                   "--workers", "1", "--start-method", start_method, APP))
+    url = urls(server)[0]
+    context = certs.client_context()
+    results: list[int] = []
+
+    def slow() -> None:
+        results.append(https_get(url, context, "/sleep?1")[0])
+
+    sleepers = [threading.Thread(target=slow) for _ in range(2)]
+    for thread in sleepers:
+        thread.start()
+    server.wait_log(r"sleep started", count=2)  # both threads busy: the next client waits for one
+    statuses = [https_get(url, context)[0] for _ in range(3)]
+    for thread in sleepers:
+        thread.join(DEADLINE)
+    assert statuses == [200, 200, 200] and results == [200, 200]
+
+    raw = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    raw.settimeout(DEADLINE)
+    raw.connect(path)
+    with context.wrap_socket(raw, server_hostname="localhost") as sock:
+        sock.sendall(request())
+        status, _, body = parse_response(read_until_close(sock))
+    assert status == 200 and json.loads(body)["wsgi.url_scheme"] == "https"
+    no_tracebacks(server)
+
+
+def test_drain_closes_kept_alive_tls_connections_cleanly(start_server, certs):
+    server = start_server(tls_args(certs, "--bind", "127.0.0.1:0", APP))
+    (url,) = urls(server)
+    raw = socket.create_connection(address(url), timeout=DEADLINE)
+    with certs.client_context().wrap_socket(raw, server_hostname="localhost",
+                                            suppress_ragged_eofs=False) as sock:
+        reader = ResponseReader(sock)
+        sock.sendall(request(close=False))
+        assert reader.next()[0] == 200
+        server.send(signal.SIGTERM)
+        assert sock.recv(65536) == b""  # close_notify, then the close
+    assert server.wait_exit() == 0
+    no_tracebacks(server)
+
+
+def test_records_read_together_are_all_served(start_server, certs):
+    """Two requests in two TLS records that arrive in one segment: both are decrypted at once, so
+    the second never waits inside the TLS layer while the socket looks quiet."""
+    server = start_server(tls_args(certs, "--bind", "127.0.0.1:0", "--keepalive", "30", APP))
+    (url,) = urls(server)
+    obj, incoming, outgoing, hello = client_hello(certs)
+    with socket.create_connection(address(url), timeout=DEADLINE) as sock:
+        sock.sendall(hello)
+        incoming.write(sock.recv(65536))
+        finish_handshake(sock, obj, incoming, outgoing)
+        obj.write(request("/", close=False))
+        obj.write(request("/echo", close=False, body=b"second"))
+        sock.sendall(outgoing.read())
+        answer = b""
+        while answer.count(b"HTTP/1.1 200") < 2 or not answer.endswith(b"second"):
+            data = sock.recv(65536)
+            assert data, f"closed after {answer!r}"
+            incoming.write(data)
+            try:
+                while True:
+                    answer += obj.read(65536)
+            except ssl.SSLWantReadError:
+                pass

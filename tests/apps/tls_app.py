@@ -2,7 +2,9 @@
 
 import json
 import os
+import sys
 import tempfile
+import time
 
 
 def app(environ, start_response):
@@ -19,6 +21,9 @@ def app(environ, start_response):
         size = int(environ.get("QUERY_STRING") or "1048576")
         start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(size))])
         return [b"y" * size]
+    if path == "/sleep":
+        print(f"sleep started in {os.getpid()}", file=sys.stderr, flush=True)
+        time.sleep(float(environ.get("QUERY_STRING") or "1"))
     if path == "/echo":
         body = environ["wsgi.input"].read()
         start_response("200 OK", [("Content-Type", "application/octet-stream"),
