@@ -605,6 +605,9 @@ def _check_consistency(config: Config) -> None:
 
 
 def _check_tls(config: Config) -> None:
+    if config.metrics_bind and config.metrics_bind.strip().lower().startswith("https://"):
+        raise ConfigError(f"--metrics-bind {config.metrics_bind}: the health and metrics address "
+                          "speaks plain HTTP; write HOST:PORT")
     if config.certfile is None:
         for name in ("keyfile", "keyfile_password", "ca_certs", "ciphers"):
             if getattr(config, name) is not None:

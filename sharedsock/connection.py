@@ -647,6 +647,9 @@ class TLSHandshakeSocket:
             return self._failed(conn, error)
         self.conn = None
         conn.sock = cast(socket.socket, tls)
+        # The session tickets went out after the handshake's flight; Nagle would hold the first
+        # response back until they are acknowledged (see before_send).
+        conn.written = True
         base = https_base(conn.base)
         subject = client_subject(tls.peer_certificate())
         conn.base = base if subject is None else {**base, "SSL_CLIENT_S_DN": subject}

@@ -177,7 +177,7 @@ def test_silent_and_slow_handshakes_hold_no_thread(start_server, certs, start_me
     """One worker, one thread: clients stuck in their handshake do not delay another client, are
     closed at --header-timeout, and a handshake that arrives in slow pieces completes."""
     server = start_server(tls_args(certs, "--bind", "127.0.0.1:0", "--header-timeout", "2",
-                                   "--threads", "1", "--start-method", start_method, "--log-level", "debug",
+                                   "--workers", "1", "--threads", "1", "--start-method", start_method, "--log-level", "debug",
                                    APP))
     (url,) = urls(server)
     context = certs.client_context()
@@ -237,8 +237,8 @@ def test_plain_http_on_a_tls_address_is_told_and_closed_cleanly(start_server, ce
 def test_failed_handshakes_cost_one_connection(start_server, certs, start_method):
     """Garbage, a client that refuses our certificate, a client that vanishes mid-handshake:
     each costs its connection, logs no traceback, and the worker serves the next client."""
-    server = start_server(tls_args(certs, "--bind", "127.0.0.1:0", "--start-method", start_method,
-                                   "--log-level", "debug", APP))
+    server = start_server(tls_args(certs, "--bind", "127.0.0.1:0", "--workers", "1", "--start-method",
+                                   start_method, "--log-level", "debug", APP))
     (url,) = urls(server)
     context = certs.client_context()
     pid = json.loads(https_get(url, context)[2])["pid"]
@@ -438,6 +438,8 @@ BAD_OPTIONS = {
     "keyfile without certfile": (["--keyfile", "{dir}/server.key"], r"--keyfile needs --certfile"),
     "https bind without certfile": (["--bind", "https://127.0.0.1:0"],
                                     r"--bind https://127\.0\.0\.1:0: an https:// address needs --certfile"),
+    "https metrics address": (["--metrics-bind", "https://127.0.0.1:0"],
+                              r"--metrics-bind https://127\.0\.0\.1:0: the health and metrics address speaks plain"),
     "https bind with a unix path": (["--certfile", "{dir}/server.pem", "--keyfile", "{dir}/server.key",
                                      "--bind", "https://unix:/tmp/x.sock"],
                                     r"--bind https://unix:/tmp/x\.sock: expected https://HOST:PORT"),
@@ -529,3 +531,27 @@ def test_records_read_together_are_all_served(start_server, certs):
                     answer += obj.read(65536)
             except ssl.SSLWantReadError:
                 pass
+
+
+@pytest.mark.parametrize(("text", "host", "port", "tls"), [
+    ("https://0.0.0.0:8443", "0.0.0.0", 8443, True),
+    ("https://example.org", "example.org", 443, True),
+    ("HTTPS://[::1]", "::1", 443, True),
+    ("http://[::1]:8080/", "::1", 8080, False),
+    ("http://localhost", "localhost", 80, False),
+    ("127.0.0.1:8000", "127.0.0.1", 8000, None),
+])
+def test_bind_schemes(text, host, port, tls):
+    from sharedsock.listeners import parse_bind
+
+    spec = parse_bind(text)
+    assert (spec.kind, spec.host, spec.port, spec.tls) == ("tcp", host, port, tls)
+
+
+def test_once_an_address_says_https_the_others_are_plain(start_server, certs):
+    server = start_server(tls_args(certs, "--bind", "https://127.0.0.1:0", "--bind", "127.0.0.1:0", APP))
+    server.wait_log(r"Listening at: http://")
+    https, http = urls(server)
+    assert https.startswith("https://") and http.startswith("http://")
+    assert json.loads(plain_get(http)[2])["wsgi.url_scheme"] == "http"
+    assert json.loads(https_get(https, certs.client_context())[2])["wsgi.url_scheme"] == "https"
