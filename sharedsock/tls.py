@@ -293,9 +293,10 @@ class TLSSocket:
             except ssl.SSLError as exc:
                 self._flush_flight(quiet=True)  # the alert tells the client why
                 reason = exc.reason or str(exc)
-                certificate = reason in ("PEER_DID_NOT_RETURN_A_CERTIFICATE", "NO_CERTIFICATE_RETURNED",
-                                         "CERTIFICATE_VERIFY_FAILED")
-                raise TLSError(f"TLS handshake failed: {reason}", certificate=certificate) from None
+                if reason in ("PEER_DID_NOT_RETURN_A_CERTIFICATE", "NO_CERTIFICATE_RETURNED"):
+                    raise TLSError("client certificate refused: the client sent none",
+                                   certificate=True) from None
+                raise TLSError(f"TLS handshake failed: {reason}") from None
             except OSError as exc:
                 raise TLSError(f"TLS handshake failed: {exc}") from None
             self._flush_flight()

@@ -278,7 +278,9 @@ def test_client_certificates_required(start_server, certs, start_method):
                 sock.sendall(request())
                 assert sock.recv(65536) == b"", "served without an accepted certificate"
                 raise ConnectionError("closed without an answer")
-    server.wait_log(r"closed TLS connection from 127\.0\.0\.1: client certificate refused", count=1)
+    server.wait_log(r"closed TLS connection from 127\.0\.0\.1: client certificate refused: the client sent none")
+    server.wait_log(r"closed TLS connection from 127\.0\.0\.1: client certificate refused: (certificate "
+                    r"verify failed|unable to get local issuer certificate)")
     assert https_get(url, certs.client_context(certs.client, certs.client_key))[0] == 200
     no_tracebacks(server)
 
@@ -555,3 +557,24 @@ def test_once_an_address_says_https_the_others_are_plain(start_server, certs):
     assert https.startswith("https://") and http.startswith("http://")
     assert json.loads(plain_get(http)[2])["wsgi.url_scheme"] == "http"
     assert json.loads(https_get(https, certs.client_context())[2])["wsgi.url_scheme"] == "https"
+
+
+def test_refusals_and_head_timeouts_are_answered_over_tls(start_server, certs):
+    """The server's own answers (400 for a bad request, 408 for a head that stops) are encrypted
+    like any response, and the connection then ends with close_notify."""
+    server = start_server(tls_args(certs, "--bind", "127.0.0.1:0", "--header-timeout", "1", APP))
+    (url,) = urls(server)
+    context = certs.client_context()
+    for data, status in ((b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n", 400),
+                         (b"GET / HTTP/1.1\r\nHost: x\r\n", 408)):
+        raw = socket.create_connection(address(url), timeout=DEADLINE)
+        with context.wrap_socket(raw, server_hostname="localhost", suppress_ragged_eofs=False) as sock:
+            sock.sendall(data)
+            chunks = []
+            while True:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+        assert parse_response(b"".join(chunks))[0] == status
+    no_tracebacks(server)
