@@ -218,6 +218,18 @@ def to_group(value: Any) -> str:
     return text
 
 
+CERT_REQS = ("none", "optional", "required")
+TLS_VERSIONS = ("TLSv1.2", "TLSv1.3")
+
+
+def to_tls_version(value: Any) -> str:
+    text = str(value).strip().lower().replace("_", ".")
+    for version in TLS_VERSIONS:
+        if text in (version.lower(), version[4:]):
+            return version
+    raise ValueError(f"expected TLSv1.2 or TLSv1.3, got {value!r}")
+
+
 def _at_least(minimum: float) -> Callable[[Any], None]:
     def check(value: Any) -> None:
         if value < minimum:
@@ -297,7 +309,8 @@ OPTIONS: tuple[Option, ...] = (
     # Sockets
     Option("bind", to_bind_list, ("127.0.0.1:8000",), section="Sockets", short="-b", metavar="ADDRESS",
            multiple=True,
-           help="Where to listen (repeatable): HOST:PORT, [IPV6]:PORT, unix:/PATH, or fd://N. "
+           help="Where to listen (repeatable): HOST:PORT, [IPV6]:PORT, unix:/PATH, or fd://N; "
+                "https://HOST:PORT for TLS, http://HOST:PORT for plain HTTP (see --certfile). "
                 "Port 0 picks a free port. Systemd socket activation (LISTEN_FDS) is used when present."),
     Option("backlog", to_int, 2048, section="Sockets", metavar="N", check=_at_least(1),
            help="Length of the kernel's queue of connections waiting to be accepted."),
@@ -397,6 +410,26 @@ OPTIONS: tuple[Option, ...] = (
            help="SCRIPT_NAME of the app when it is mounted below a path prefix, e.g. /api."),
     Option("server_header", to_str, "sharedsock", section="HTTP", metavar="TEXT",
            help="Value of the Server response header; an empty string suppresses it."),
+    # TLS
+    Option("certfile", to_path, None, section="TLS", metavar="FILE", default_text="none (plain HTTP)",
+           help="PEM certificate (chain) to serve TLS with; the key too, unless --keyfile is given. "
+                "Every address is then TLS, unless some are written https://HOST:PORT: then only "
+                "those are. SIGHUP loads the files again."),
+    Option("keyfile", to_path, None, section="TLS", metavar="FILE", default_text="in --certfile",
+           help="PEM private key of --certfile."),
+    Option("keyfile_password", to_str, None, section="TLS", metavar="PASSWORD", default_text="none",
+           help="Password of an encrypted --keyfile. Prefer the environment variable: a flag is "
+                "visible to every user in ps."),
+    Option("ca_certs", to_path, None, section="TLS", metavar="FILE", default_text="none",
+           help="PEM certificates of the CAs that client certificates must be signed by "
+                "(with --cert-reqs)."),
+    Option("cert_reqs", to_str, "none", section="TLS", metavar="MODE", choices=CERT_REQS,
+           help="Client certificates (mutual TLS): none, optional (checked if sent) or required. "
+                "The subject of a checked one is SSL_CLIENT_S_DN in the environ."),
+    Option("ssl_min_version", to_tls_version, "TLSv1.2", section="TLS", metavar="VERSION",
+           help="Oldest TLS version accepted: TLSv1.2 or TLSv1.3."),
+    Option("ciphers", to_str, None, section="TLS", metavar="CIPHERS", default_text="OpenSSL's default",
+           help="OpenSSL cipher list for TLS 1.2, e.g. ECDHE+AESGCM (TLS 1.3 suites are OpenSSL's)."),
     # Development
     Option("reload", to_bool, False, section="Development", is_flag=True,
            help="Watch the files of every module the workers loaded and gracefully replace the workers "
@@ -472,6 +505,13 @@ class Config:
     proxy_allow_ips: tuple[str, ...]
     root_path: str
     server_header: str
+    certfile: str | None
+    keyfile: str | None
+    keyfile_password: str | None
+    ca_certs: str | None
+    cert_reqs: str
+    ssl_min_version: str
+    ciphers: str | None
     reload: bool
     reload_extra_files: tuple[str, ...]
     log_level: str
@@ -561,6 +601,25 @@ def _check_consistency(config: Config) -> None:
         raise ConfigError(f"--start-method fork is not available on {sys.platform}")
     if not config.bind:
         raise ConfigError("--bind: at least one address is needed")
+    _check_tls(config)
+
+
+def _check_tls(config: Config) -> None:
+    if config.metrics_bind and config.metrics_bind.strip().lower().startswith("https://"):
+        raise ConfigError(f"--metrics-bind {config.metrics_bind}: the health and metrics address "
+                          "speaks plain HTTP; write HOST:PORT")
+    if config.certfile is None:
+        for name in ("keyfile", "keyfile_password", "ca_certs", "ciphers"):
+            if getattr(config, name) is not None:
+                raise ConfigError(f"{OPTIONS_BY_NAME[name].flag} needs --certfile")
+        if config.cert_reqs != "none":
+            raise ConfigError("--cert-reqs needs --certfile")
+        https = [b for b in config.bind if b.strip().lower().startswith("https://")]
+        if https:
+            raise ConfigError(f"--bind {https[0]}: an https:// address needs --certfile (and --keyfile)")
+    if config.cert_reqs != "none" and config.ca_certs is None:
+        raise ConfigError(f"--cert-reqs {config.cert_reqs} needs --ca-certs, the CAs that client "
+                          "certificates are checked against")
 
 
 def format_config(config: Config) -> str:
@@ -575,5 +634,7 @@ def format_config(config: Config) -> str:
             value = f"{value:03o}"
         elif value is None:
             value = "(none)"
+        elif option.name == "keyfile_password":
+            value = "(set)"
         lines.append(f"{option.name.ljust(width)} = {value}")
     return "\n".join(lines)

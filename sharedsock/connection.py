@@ -14,7 +14,9 @@ thread, unless its body is too large to hold and must be streamed to the app.
 
 from __future__ import annotations
 
+import logging
 import socket
+import threading
 import time
 from collections.abc import Callable
 from typing import Any, cast
@@ -28,6 +30,7 @@ from .proxy import TrustedProxies, apply_proxy_headers
 from .proxy_protocol import ProxyHeaderError, ProxyHeaderReader
 from .requeststats import RequestStats
 from .sockio import READ_SIZE, ClientGone, ClientTimeout, recv_some, send_all, send_file
+from .tls import TLSError, TLSSocket, client_subject, https_base
 from .wsgi import EMPTY_INPUT, FileWrapper, InputStream, build_environ
 
 # What serve() and on_readable() report to the worker loop (Turn is owned by http.exchange).
@@ -74,7 +77,7 @@ class ServerContext:
 class Connection:
     __slots__ = ("sock", "fd", "ctx", "exchange", "base", "remote_addr", "remote_port", "deadline",
                  "trusted_peer", "closed", "environ", "prefetch_cap", "nodelay", "written",
-                 "idle_since", "body_waited", "body_received")
+                 "idle_since", "body_waited", "body_received", "tls")
 
     def __init__(self, sock: socket.socket, peer: Any, base: dict, ctx: ServerContext,
                  is_unix: bool) -> None:
@@ -100,6 +103,9 @@ class Connection:
         self.idle_since = 0.0  # when the last response ended; 0 before the first
         # body_waited (seconds spent waiting for a body: the app's own time is not the client's)
         # and body_received (bytes received meanwhile) are set per request with a body.
+        self.tls = type(sock) is TLSSocket
+        if self.tls:
+            self.sock = cast(socket.socket, TLSHandshakeSocket(self, cast(TLSSocket, sock)))
         if ctx.proxy_allowed is not None:
             _expect_proxy_header(self, is_unix)
 
@@ -169,6 +175,9 @@ class Connection:
                 self._refuse(ProtocolError(408, reason), log_access=True)
             elif exchange.parser.in_head:
                 self._refuse(ProtocolError(408, "request head timeout"), log_access=True)
+            elif type(self.sock) is TLSHandshakeSocket:
+                log.debug("closed TLS connection from %s: no handshake within --header-timeout",
+                          self.remote_addr or "(unix)")
         self.close()
 
     @property
@@ -495,6 +504,8 @@ class Connection:
         return True
 
     def _try_sendfile(self, wrapper: FileWrapper) -> bool:
+        if self.tls:
+            return False  # the bytes must pass through the TLS layer: the file is iterated instead
         span = wrapper.sendfile_span()
         exchange = self.exchange
         if span is None or not exchange.can_send_file():
@@ -558,11 +569,14 @@ class ProxyHeaderSocket:
     within it (``Connection.expire`` closes silently, as no request has begun).
     """
 
-    __slots__ = ("conn", "real", "reader")
+    __slots__ = ("after", "conn", "real", "reader")
 
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
-        self.real = conn.sock
+        sock: Any = conn.sock
+        # With TLS the header comes first, in the clear; the handshake follows it.
+        self.after = sock if type(sock) is TLSHandshakeSocket else None
+        self.real = sock.tls.raw if self.after is not None else sock
         self.reader = ProxyHeaderReader()
 
     def recv(self, size: int) -> bytes:
@@ -584,6 +598,10 @@ class ProxyHeaderSocket:
             conn.remote_addr, port = header.source
             conn.remote_port = str(port)
             conn.trusted_peer = conn.ctx.trusted.trusts(conn.remote_addr)
+        if self.after is not None:
+            conn.sock = cast(socket.socket, self.after)
+            self.after.first = rest
+            return self.after.recv(size)
         conn.sock = self.real
         if not rest:
             raise BlockingIOError
@@ -591,3 +609,71 @@ class ProxyHeaderSocket:
 
     def close(self) -> None:
         self.real.close()
+
+
+PLAIN_HTTP_ANSWER = (b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\nContent-Length: 49\r\n"
+                     b"Connection: close\r\n\r\nThis address speaks HTTPS: use an https:// URL.\r\n")
+
+
+class TLSHandshakeSocket:
+    """The socket of a TLS connection whose handshake is not complete.
+
+    ``on_readable`` calls ``recv``, which drives the handshake as far as the bytes that
+    have arrived allow, in the worker's selector loop: a pool thread that meets it
+    (serving a client it just accepted) leaves it to the selector, so no app thread
+    ever waits on a handshake. Once complete, the connection gets the TLS socket and
+    its environ template says https; until then --header-timeout (from accept) bounds
+    it, and ``Connection.expire`` closes it silently.
+    """
+
+    __slots__ = ("conn", "first", "tls")
+
+    def __init__(self, conn: Connection, tls: TLSSocket) -> None:
+        self.conn: Connection | None = conn
+        self.tls = tls
+        self.first = b""  # what followed a PROXY header
+
+    def recv(self, size: int) -> bytes:
+        if threading.current_thread() is not threading.main_thread():
+            raise BlockingIOError  # the selector (the main thread) takes it from here
+        conn, tls = self.conn, self.tls
+        assert conn is not None
+        try:
+            if self.first:
+                first, self.first = self.first, b""
+                tls.push(first)
+            tls.handshake(size)
+        except TLSError as error:
+            return self._failed(conn, error)
+        self.conn = None
+        conn.sock = cast(socket.socket, tls)
+        # The session tickets went out after the handshake's flight; Nagle would hold the first
+        # response back until they are acknowledged (see before_send).
+        conn.written = True
+        base = https_base(conn.base)
+        subject = client_subject(tls.peer_certificate())
+        conn.base = base if subject is None else {**base, "SSL_CLIENT_S_DN": subject}
+        return tls.recv(size)
+
+    def _failed(self, conn: Connection, error: TLSError) -> bytes:
+        """b"" closes the connection. A plain HTTP client is told, in plain HTTP, to use
+        https://, and its request is read to the end first (a lingering close), so it
+        gets the answer and not a reset."""
+        log.log(logging.INFO if error.certificate else logging.DEBUG, "closed TLS connection from %s: %s",
+                conn.remote_addr or "(unix)", error.reason)
+        self.conn = None
+        if not error.plain_http:
+            return b""
+        raw = self.tls.raw
+        conn.sock = raw
+        try:
+            raw.send(PLAIN_HTTP_ANSWER)
+        except OSError:
+            return b""
+        if conn._end(LINGER) == CLOSED:
+            return b""
+        raise BlockingIOError
+
+    def close(self) -> None:
+        self.conn = None
+        self.tls.close()

@@ -11,6 +11,7 @@ import _socket
 import errno
 import os
 import socket
+import ssl
 import stat
 import struct
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from typing import Any
 
 from .errors import ConfigError
 from .logs import log
+from .tls import TLSSettings, TLSSocket
 
 
 @dataclass
@@ -27,6 +29,9 @@ class Listener:
     server_name: str
     server_port: str
     unlink_path: str | None = None  # a unix socket file we created and must remove at exit
+    tls: bool | None = None  # None: the address named no scheme (tls.attach_contexts decides)
+    tls_settings: TLSSettings | None = None
+    tls_context: ssl.SSLContext | None = None  # set in the master; forked workers inherit it
 
     @property
     def url(self) -> str:
@@ -35,7 +40,7 @@ class Listener:
         host = self.server_name
         if ":" in host:
             host = f"[{host}]"
-        return f"http://{host}:{self.server_port}"
+        return f"{'https' if self.tls else 'http'}://{host}:{self.server_port}"
 
     def accept(self) -> tuple[_socket.socket, Any]:
         """accept(2) into a bare ``_socket.socket``, the C type under ``socket.socket``.
@@ -46,7 +51,10 @@ class Listener:
         was a fifth of the cost of a connection that carries one request.
         """
         fd, peer = self.sock._accept()  # type: ignore[attr-defined]
-        return _socket.socket(self._family, socket.SOCK_STREAM, 0, fd), peer
+        sock = _socket.socket(self._family, socket.SOCK_STREAM, 0, fd)
+        if self.tls_context is not None:
+            return TLSSocket(sock, self.tls_context), peer  # type: ignore[return-value]
+        return sock, peer
 
     def __post_init__(self) -> None:
         self._family = int(self.sock.family)
@@ -54,7 +62,8 @@ class Listener:
     def describe(self) -> dict:
         """What a spawned worker needs besides the fd itself."""
         return {"is_unix": self.is_unix, "server_name": self.server_name,
-                "server_port": self.server_port, "unlink_path": self.unlink_path}
+                "server_port": self.server_port, "unlink_path": self.unlink_path, "tls": self.tls,
+                "tls_settings": self.tls_settings.to_dict() if self.tls_settings else None}
 
 
 @dataclass(frozen=True)
@@ -65,10 +74,24 @@ class BindSpec:
     port: int = 0
     path: str = ""
     fd: int = -1
+    tls: bool | None = None  # https:// True, http:// False, no scheme None
+
+
+_SCHEMES = {"https://": (True, 443), "http://": (False, 80)}
 
 
 def parse_bind(text: str) -> BindSpec:
     text = text.strip()
+    for scheme, (tls, default_port) in _SCHEMES.items():
+        if text.lower().startswith(scheme):
+            address = text[len(scheme):].rstrip("/")
+            if not address or address.startswith(("unix:", "fd:")) or "/" in address:
+                raise ConfigError(f"--bind {text}: expected {scheme}HOST:PORT")
+            if (address.startswith("[") and address.endswith("]")) or \
+                    (":" not in address and not address.isdigit()):
+                address = f"{address}:{default_port}"
+            spec = parse_bind(address)
+            return BindSpec(text, spec.kind, spec.host, spec.port, tls=tls)
     if text.startswith("unix:"):
         path = text[5:]
         if path.startswith("//"):
@@ -181,7 +204,7 @@ def _bind_tcp(spec: BindSpec, backlog: int) -> Listener:
         raise ConfigError(f"cannot bind {spec.text}: {_reason(exc)}") from None
     sock.setblocking(False)
     name = sock.getsockname()
-    return Listener(sock, False, name[0], str(name[1]))
+    return Listener(sock, False, name[0], str(name[1]), tls=spec.tls)
 
 
 def _bind_unix(spec: BindSpec, backlog: int, umask: int | None,
@@ -257,8 +280,13 @@ def adopt_in_worker(fds: list[int], infos: list[dict]) -> list[Listener]:
     for fd, info in zip(fds, infos):
         sock = socket.socket(fileno=fd)
         sock.setblocking(False)
-        listeners.append(Listener(sock, info["is_unix"], info["server_name"], info["server_port"],
-                                  info.get("unlink_path")))
+        listener = Listener(sock, info["is_unix"], info["server_name"], info["server_port"],
+                            info.get("unlink_path"), tls=info.get("tls"))
+        if info.get("tls_settings"):
+            # A spawned worker reads the files itself; the master checked them just before.
+            listener.tls_settings = TLSSettings.from_dict(info["tls_settings"])
+            listener.tls_context = listener.tls_settings.context()
+        listeners.append(listener)
     return listeners
 
 

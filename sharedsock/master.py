@@ -21,7 +21,7 @@ import time
 from collections import deque
 from typing import Any
 
-from . import __version__
+from . import __version__, tls
 from .appspec import AppSpec, library_prefixes
 from .channel import (
     EXIT_APP_LOAD_FAILED,
@@ -130,6 +130,7 @@ class Master:
             self.listeners = open_listeners(config.bind, config.backlog, config.umask,
                                             owner=socket_owner(config))
         try:
+            tls.attach_contexts(self.listeners, config)
             if self.on_bound is not None:
                 self.on_bound(self.listeners)
             if self.handover is None:  # an upgrade's new master takes the file once it serves
@@ -382,6 +383,11 @@ class Master:
             w.terminate()
 
     def _reload(self, why: str) -> None:
+        failed = tls.reload_contexts(self.listeners, self.config)
+        if failed is not None:
+            log.error("%s: not reloading, the TLS files do not load: %s; the workers serving keep "
+                      "their certificate", why, failed)
+            return
         if self.config.preload:
             log.warning("%s: restarting workers; code preloaded in the master is not reloaded", why)
         self.last_generation += 1

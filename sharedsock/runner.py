@@ -14,6 +14,7 @@ from .configfile import find_config_file, read_config_file
 from .errors import AppLoadError, ConfigError, SharedsockError
 from .logs import check_access_log_format, setup_error_log
 from .privileges import check_identity, give_files
+from .tls import check_files as check_tls_files
 
 
 def enter_directory(config: Config) -> None:
@@ -48,6 +49,7 @@ def prepare(config: Config, spec: AppSpec) -> None:
     for path in config.reload_extra_files:
         if not os.path.exists(path):
             raise ConfigError(f"--reload-extra-files: {path} does not exist")
+    check_tls_files(config)
     if spec.loader == DEFAULT_LOADER:
         check_importable(spec.args["target"])
     try:

@@ -33,7 +33,12 @@ def main() -> None:
         pass
     config = build_config(("boot message", message["config"]))
     setup_error_log(config.error_log, config.log_level)
-    listeners = adopt_in_worker(fds, message["listeners"])
+    try:
+        listeners = adopt_in_worker(fds, message["listeners"])
+    except ConfigError as exc:  # TLS files this worker's user cannot read, or that changed since
+        reason = f"the worker could not load the TLS files: {exc}"
+        send_line(control, LOAD_ERROR, {"reason": reason, "files": {}}, reliable=True)
+        sys.exit(EXIT_APP_LOAD_FAILED)
     spec = AppSpec.from_dict(message["app"])
     index, generation = message["index"], message["generation"]
     try:

@@ -74,6 +74,12 @@ def flask_params() -> list[click.Parameter]:
                       envvar=FLASK_ENV_PREFIX + "EXTRA_FILES",
                       help="As in 'flask run': more files that trigger a reload, separated by "
                            f"{os.path.pathsep!r}. Added to --reload-extra-files."),
+        SectionOption(["--cert"], default=None, metavar="PATH", envvar=FLASK_ENV_PREFIX + "CERT",
+                      help="As in 'flask run': serve TLS with this PEM certificate (the same as "
+                           "--certfile; 'adhoc' is not supported). [env FLASK_RUNSHARED_CERT]"),
+        SectionOption(["--key"], default=None, metavar="PATH", envvar=FLASK_ENV_PREFIX + "KEY",
+                      help="As in 'flask run': the key of --cert (the same as --keyfile). "
+                           "[env FLASK_RUNSHARED_KEY]"),
         SectionOption(["--print-config"], is_flag=True, default=False,
                       help="Find the app, print the resolved configuration and exit."),
     ]

@@ -30,6 +30,7 @@ from click.core import ParameterSource
 from sharedsock.config import OPTIONS, OPTIONS_BY_NAME, Config, env_values, to_int
 from sharedsock.errors import ConfigError
 from sharedsock.runner import resolve
+from sharedsock.tls import cert_key_options
 
 from .options import DEFAULT_HOST, DEFAULT_PORT, flask_env
 
@@ -56,6 +57,9 @@ def command_line_options(ctx: click.Context, values: Mapping[str, Any]) -> dict[
         host = values["host"] if _given(ctx, "host") else default_host()
         port = values["port"] if _given(ctx, "port") else default_port()
         given["bind"] = (host_port(host, port),)
+    if _given(ctx, "cert") or _given(ctx, "key"):
+        given.update(cert_key_options(values.get("cert") if _given(ctx, "cert") else None,
+                                      values.get("key") if _given(ctx, "key") else None, given))
     extra = values.get("extra_files")
     if extra:
         files = tuple(given.get("reload_extra_files", ())) + tuple(extra)

@@ -29,6 +29,7 @@ from sharedsock.frames import library_prefixes
 from sharedsock.listeners import parse_bind
 from sharedsock.logs import format_exception_line
 from sharedsock.runner import prepare, resolve
+from sharedsock.tls import cert_key_options
 
 from ...binds import addrport_to_bind
 from ...handover import ADDRESSES, exec_master
@@ -67,6 +68,10 @@ class Command(BaseCommand):
         parser.add_argument("--insecure", action="store_true", dest="insecure_serving",
                             help="Serve static files even with DEBUG off (needs django.contrib.staticfiles).")
         parser.add_argument("--skip-checks", action="store_true", help="Skip system checks.")
+        parser.add_argument("--cert", metavar="PATH",
+                            help="Serve TLS with this PEM certificate, as 'flask run --cert' (the same "
+                                 "as --certfile; 'adhoc' is not supported).")
+        parser.add_argument("--key", metavar="PATH", help="The key of --cert (the same as --keyfile).")
         parser.add_argument("--print-config", action="store_true",
                             help="Print the resolved sharedsock configuration and exit.")
         add_option_arguments(parser)
@@ -129,6 +134,7 @@ class Command(BaseCommand):
         if settings.DEBUG:
             defaults = {"access_log": "-", **defaults}  # requests on the console, as runserver shows
         given = given_options(argparse.Namespace(**options))
+        given.update(cert_key_options(options.get("cert"), options.get("key"), given))
         binds = self.binds(options)
         if binds:
             given["bind"] = binds
