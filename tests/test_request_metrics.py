@@ -129,3 +129,35 @@ def test_connection_gauges_and_bounded_labels(start_server):
              == 1, message="the PROPFIND request counted as method other")
     assert server.stop() == 0
 
+
+
+def test_adding_up_a_batch_counts_labels_and_buckets_exactly():
+    """The batch paths (one method or several; durations on, below and above the bounds), and
+    pool threads appending while the loop adds up: nothing lost, nothing counted twice."""
+    import threading
+
+    from sharedsock.requeststats import DURATION_BUCKETS, RequestStats
+
+    stats = RequestStats(threaded=True)
+    for duration in (0.0, *DURATION_BUCKETS, 11.0):
+        stats.record(("200 OK", "GET", duration, 10, 1))
+    stats.add_up()
+    assert stats.requests == {("2xx", "GET"): 13}
+    assert stats.buckets == [2] + [1] * (len(DURATION_BUCKETS) - 1) + [1]  # le: a bound is in its bucket
+    stats.record(("404 Not Found", "PROPFIND", 0.001, 0, 0))
+    stats.record(("000", "POST", 0.001, 0, 5))
+    stats.add_up()
+    assert stats.requests == {("2xx", "GET"): 13, ("4xx", "other"): 1, ("other", "POST"): 1}
+    assert (stats.response_bytes, stats.request_bytes) == (130, 18)
+
+    def hammer() -> None:
+        for _ in range(20000):
+            stats.record(("500 Internal Server Error", "GET", 0.001, 1, 0))
+
+    threads = [threading.Thread(target=hammer) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    while any(thread.is_alive() for thread in threads):
+        stats.add_up()
+    stats.add_up()
+    assert stats.requests[("5xx", "GET")] == 80000 and stats.response_bytes == 130 + 80000
