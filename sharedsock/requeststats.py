@@ -22,6 +22,7 @@ STATUS_CLASSES = ("1xx", "2xx", "3xx", "4xx", "5xx")
 OTHER = "other"  # a method not in METHODS; a status class when no response was sent
 _CLASS_OF = {c[0]: c for c in STATUS_CLASSES}
 _FIELDS = 5  # status, method, duration, response bytes, request bytes
+_FIRST_BOUND = DURATION_BUCKETS[0]
 
 
 class RequestStats:
@@ -67,8 +68,10 @@ class RequestStats:
         requests = self.requests
         counted: Iterable[tuple[tuple[str, str], int]]
         if methods.count(methods[0]) == len(methods):  # identity compares: the parser interns methods
-            method = methods[0]
-            counted = [((status, method), count) for status, count in Counter(statuses).items()]
+            method, status = methods[0], statuses[0]
+            alike = statuses.count(status) == len(statuses)
+            by_status = {status: len(statuses)} if alike else Counter(statuses)
+            counted = [((status, method), count) for status, count in by_status.items()]
         else:
             counted = Counter(zip(statuses, methods)).items()
         for (status, method), count in counted:
@@ -76,6 +79,9 @@ class RequestStats:
             requests[key] = requests.get(key, 0) + count
         buckets = self.buckets
         rest = durations
+        if max(durations) <= _FIRST_BOUND:  # all in the first bucket: no filtering pass
+            buckets[0] += len(durations)
+            rest = []
         for i, bound in enumerate(DURATION_BUCKETS):  # each pass keeps what is above the bound
             if not rest:
                 break

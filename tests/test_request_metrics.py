@@ -157,6 +157,15 @@ def test_adding_up_a_batch_counts_labels_and_buckets_exactly():
     stats.add_up()
     assert stats.requests == {("2xx", "GET"): 13, ("4xx", "other"): 1, ("other", "POST"): 1}
     assert (stats.response_bytes, stats.request_bytes) == (130, 18)
+    fresh = RequestStats()
+    for duration in (0.001, 0.005, 0.002):  # one method, one status, all in the first bucket
+        fresh.record(("200 OK", "GET", duration, 1, 0))
+    fresh.add_up()
+    for status in ("200 OK", "301 Moved", "200 OK"):  # one method, several statuses
+        fresh.record((status, "HEAD", 0.001, 0, 0))
+    fresh.add_up()
+    assert fresh.requests == {("2xx", "GET"): 3, ("2xx", "HEAD"): 2, ("3xx", "HEAD"): 1}
+    assert fresh.buckets == [6] + [0] * len(DURATION_BUCKETS)
 
     def hammer() -> None:
         for _ in range(20000):
