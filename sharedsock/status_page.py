@@ -158,7 +158,8 @@ function renderChart(s) {
   for (const x of series) {
     const points = x.points.map(([t, r]) => X(t).toFixed(1) + "," + Y(r).toFixed(1)).join(" ");
     const line = el("polyline", {points: points, fill: "none", stroke: color(x.pid), "stroke-width": 2,
-                                 "data-pid": x.pid, "data-last": x.points[x.points.length - 1][1]});
+                                 "data-pid": x.pid, "data-last": x.points[x.points.length - 1][1],
+                                 "data-max": Math.max(...x.points.map(p => p[1]))});
     if (!live.has(x.pid)) {
       line.setAttribute("stroke-dasharray", "4 3");
       line.setAttribute("opacity", "0.5");

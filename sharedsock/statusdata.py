@@ -24,8 +24,8 @@ MIN_STEP = 0.5  # reports closer than this (a final one right after a beat) wait
 class RateHistory:
     """Requests per second of each worker, one point per STATS report (about one a second).
 
-    A rate needs two reports, so a point is what happened between the previous report and
-    this one. Histories outlive their worker by ``WINDOW``: the chart shows a reload's old
+    A point is what happened between the previous report (or the worker's boot) and this
+    one. Histories outlive their worker by ``WINDOW``: the chart shows a reload's old
     generation fading out instead of vanishing."""
 
     def __init__(self) -> None:
@@ -42,14 +42,14 @@ class RateHistory:
         pid = worker.pid
         count = sum(worker.stats.requests.values())
         last = self._last.get(pid)
-        if last is None:
-            self._last[pid] = (now, count)
+        if last is None:  # it counted from 0 since it booted: its first report makes a point too
+            last = (worker.ready_at or worker.started, 0)
             self.index[pid] = worker.index
             self.points[pid] = deque(maxlen=int(WINDOW / MIN_STEP) + 1)
             self._prune(now)
-            return
         when, before = last
         if now - when < MIN_STEP:
+            self._last.setdefault(pid, last)
             return
         self._last[pid] = (now, count)
         self.points[pid].append((now, max(0, count - before) / (now - when)))
@@ -63,8 +63,10 @@ class RateHistory:
 
     def _prune(self, now: float) -> None:
         for pid, points in list(self.points.items()):
-            if (points[-1][0] if points else self._last[pid][0]) < now - WINDOW:
-                del self.points[pid], self._last[pid], self.index[pid]
+            last = points[-1][0] if points else self._last.get(pid, (now, 0))[0]
+            if last < now - WINDOW:
+                del self.points[pid], self.index[pid]
+                self._last.pop(pid, None)
 
     def series(self, now: float) -> list[dict[str, Any]]:
         self._prune(now)

@@ -50,25 +50,25 @@ class Target:
             raise ConfigError(str(exc).replace("--bind ", "address ")) from None
         if spec.kind == "fd":
             raise ConfigError(f"{self.text}: give the metrics address (HOST:PORT or unix:/PATH)")
+        self.path = spec.path  # a unix socket's; "" for TCP
+        self.address = ("", 0)
         if spec.kind == "unix":
-            self.family, self.address = socket.AF_UNIX, spec.path
             return
         if spec.port == 0:
             raise ConfigError(f"{self.text}: port 0 means the server picked a free port; give the one "
                               "it logged ('Metrics and health at: ...')")
         host = {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "::1"}.get(spec.host, spec.host)
-        self.family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        self.address = (host, spec.port)  # type: ignore[assignment]
+        self.address = (host, spec.port)
 
     def get(self, path: str, timeout: float = TIMEOUT) -> tuple[int, bytes]:
         """(status, body) of ``GET path``; the status server closes after each answer."""
         try:
-            if self.family == socket.AF_UNIX:
+            if self.path:
                 sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
                 sock.settimeout(timeout)
-                sock.connect(self.address)
+                sock.connect(self.path)
             else:
-                sock = socket.create_connection(self.address, timeout=timeout)  # type: ignore[arg-type]
+                sock = socket.create_connection(self.address, timeout=timeout)
             with sock:
                 sock.sendall(f"GET {path} HTTP/1.1\r\nHost: sharedsock\r\nConnection: close\r\n\r\n"
                              .encode())

@@ -41,10 +41,10 @@ def _rows(driver) -> dict[int, list[str]]:
 
 
 def _lines(driver) -> dict[int, tuple[str, float]]:
-    """{pid: (points, last rate)} of the chart's polylines."""
+    """{pid: (points, highest rate)} of the chart's polylines."""
     found = driver.execute_script(
         "return [...document.querySelectorAll('#chart polyline')]"
-        ".map(l => [l.dataset.pid, l.getAttribute('points'), l.dataset.last])")
+        ".map(l => [l.dataset.pid, l.getAttribute('points'), l.dataset.max])")
     return {int(pid): (points, float(last)) for pid, points, last in found}
 
 
@@ -69,7 +69,7 @@ def test_the_page_shows_the_workers_and_charts_their_rates_under_load(start_serv
     url = status_url(server)
     pids = set(server.booted_pids())
     stop = threading.Event()
-    loaders = [threading.Thread(target=_load, args=(server, stop), daemon=True) for _ in range(2)]
+    loaders = [threading.Thread(target=_load, args=(server, stop), daemon=True) for _ in range(4)]
     for loader in loaders:
         loader.start()
     try:

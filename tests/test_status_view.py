@@ -95,7 +95,7 @@ def _load(server, stop: threading.Event) -> None:
     while not stop.is_set():
         try:
             with server.connect() as sock:
-                for _ in range(200):
+                for _ in range(50):  # then a new connection, which may go to another worker
                     if stop.is_set():
                         return
                     sock.sendall(request)
@@ -115,12 +115,13 @@ def test_rates_history_and_totals_across_a_reload(start_server):
     url = status_url(server)
     old = set(server.booted_pids())
     stop = threading.Event()
-    loaders = [threading.Thread(target=_load, args=(server, stop), daemon=True) for _ in range(2)]
+    loaders = [threading.Thread(target=_load, args=(server, stop), daemon=True) for _ in range(4)]
     for loader in loaders:
         loader.start()
     try:
-        busy = wait_for(lambda: (s := snapshot(url))["totals"]["requests_per_second"] > 0 and s,
-                        message="a request rate above 0")
+        busy = wait_for(lambda: (s := snapshot(url))["totals"]["requests_per_second"] > 0 and
+                        all(w["requests"] for w in s["workers"]) and s,
+                        message="a request rate above 0, and every worker serving")
         assert all(w["heartbeat_age_seconds"] is not None and w["age_seconds"] >= 0 for w in busy["workers"])
         before = busy["totals"]["requests"]
         server.send(signal.SIGHUP)
