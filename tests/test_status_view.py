@@ -17,6 +17,7 @@ import threading
 from pathlib import Path
 
 import pytest
+from test_django_runshared import Client, manage, runshared, site_env
 from test_health_metrics import get, status_url
 
 from conftest import DEADLINE, SHAREDSOCK, http_get, pid_of, wait_for
@@ -221,6 +222,24 @@ def test_status_reads_a_flask_runshared_server(start_server, tmp_path):
     rows = table_rows(result.stdout)
     assert set(rows) == set(server.booted_pids())
     assert sum(int(r["REQUESTS"]) for r in rows.values()) == 4
+    assert server.stop() == 0
+
+
+def test_status_reads_a_django_runshared_server(start_server, tmp_path):
+    db = tmp_path / "db.sqlite3"
+    assert manage("migrate", "--noinput", env=site_env(db)).returncode == 0
+    server = runshared(start_server, ["127.0.0.1:0", "--workers", "2", "--metrics-bind", "127.0.0.1:0",
+                                      "--noreload"], env=site_env(db))
+    url = status_url(server)
+    client = Client(server)
+    for _ in range(3):
+        assert client.request("GET", "/").status == 200
+    wait_for(lambda: snapshot(url)["totals"]["requests"] == 3, message="3 requests counted")
+    result = view("top", url, "-n", "1")
+    assert result.returncode == 0, result.stderr
+    rows = table_rows(result.stdout)
+    assert set(rows) == set(server.booted_pids())
+    assert sum(int(r["REQUESTS"]) for r in rows.values()) == 3
     assert server.stop() == 0
 
 
