@@ -1,4 +1,7 @@
-"""``sharedsock [options] MODULE:APP``: argparse generated from ``config.OPTIONS``."""
+"""``sharedsock [options] MODULE:APP``: argparse generated from ``config.OPTIONS``.
+
+``sharedsock status`` and ``sharedsock top`` read a running server's view instead (see
+``statusview``)."""
 
 from __future__ import annotations
 
@@ -93,7 +96,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Serve a WSGI app: one master binds the sockets, N workers share them.",
         epilog="Every option can also be set with its SHAREDSOCK_* environment variable, or in "
                "a config file (--config, else ./sharedsock.conf.py): command-line flags win, then "
-               "the environment, then the file.",
+               "the environment, then the file. 'sharedsock status ADDRESS' and 'sharedsock top "
+               "ADDRESS' show a running server's workers, read from its --metrics-bind address.",
     )
     parser.add_argument("app", nargs="?", metavar="MODULE:APP",
                         help="the WSGI app: package.module:app, package.module:create_app(), "
@@ -109,9 +113,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+VIEW_COMMANDS = ("status", "top")  # `sharedsock status ADDRESS`: an app module of that name is status:app
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    args_given = list(sys.argv[1:] if argv is None else argv)
+    if args_given and args_given[0] in VIEW_COMMANDS:
+        from .statusview import main as view_main
+
+        return view_main(args_given)
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(args_given)
     from .runner import check, enter_directory, resolve, run
 
     try:

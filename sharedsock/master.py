@@ -45,6 +45,7 @@ from .metrics import MasterCounters, parse_worker_stats, worker_rss
 from .privileges import socket_owner
 from .signals import MASTER_SIGNALS, UNUSED_SIGNALS, set_process_title
 from .status_server import StatusServer
+from .statusdata import RateHistory
 from .systemd import Notifier
 from .upgrade import Handover, Upgrade
 
@@ -97,6 +98,7 @@ class Master:
         self.handed_over = False  # a new master serves our sockets now: leave them be
         self.cwd = os.getcwd()
         self.counters = MasterCounters()
+        self.history = RateHistory()  # requests/s per worker, for /status.json
         self.leave_reasons: dict[int, str] = {}  # pid -> why the worker is being replaced
         self.status_listeners: list[Listener] = []
         self.status_server: StatusServer | None = None
@@ -177,7 +179,7 @@ class Master:
         for listener in self.listeners:
             log.info("Listening at: %s (%d)", listener.url, os.getpid())
         for listener in self.status_listeners:
-            log.info("Metrics and health at: %s (/metrics, /livez, /readyz)", listener.url)
+            log.info("Metrics and health at: %s (/metrics, /livez, /readyz; status page /)", listener.url)
         log.info("Start method: %s, %d worker(s), %d thread(s) each", self.config.start_method,
                  self.target_workers, self.config.threads)
 
@@ -426,6 +428,7 @@ class Master:
                 self.leave_reasons.setdefault(w.pid, "max_requests")
             elif kind == STATS:
                 w.stats = parse_worker_stats(_json(payload)) or w.stats
+                self.history.note(w, now)
             elif kind == FILES:
                 for path, mtime in _stamps(_json(payload)).items():
                     self._watch(path, mtime)
@@ -657,7 +660,12 @@ class Master:
             text = f"{'ready' if ready else 'not ready'}: {self.ready_count()} of " \
                    f"{self.target_workers} workers ready\n"
             return (200 if ready else 503), "text/plain", text.encode()
-        return 404, "text/plain", b"not found; try /metrics, /livez or /readyz\n"
+        if path in ("/", "/status.json"):
+            from .status_page import page
+            from .statusdata import status_json
+
+            return status_json(self) if path != "/" else page()
+        return 404, "text/plain", b"not found; try /, /status.json, /metrics, /livez or /readyz\n"
 
     def _serve_status(self) -> None:
         self.status_server = StatusServer(self.status_listeners, self.sel, self._status_answer)

@@ -176,64 +176,64 @@ class _Collector:
         yield from _request_families(counters.retired, master.workers)
 
 
-# (name, help, attribute) of the request counters and gauges: each is exposed as a total for the whole
-# server and, with the prefix sharedsock_worker_, per live worker.
+# (name, help, attribute) of the request counters and gauges. Each name is one family per live
+# worker (labels worker, pid) and one for the whole server, prefixed SERVER (see _request_families).
 _COUNTERS = (("response_bytes", "Response body bytes sent.", "response_bytes"),
              ("request_bytes", "Request body bytes the app read.", "request_bytes"),
              ("connections_accepted", "Client connections accepted.", "accepted"))
 _GAUGES = (("requests_in_flight", "Requests being served now.", "in_flight"),
            ("connections_open", "Client connections held now.", "open"),
            ("connections_idle", "Kept-alive connections waiting for their next request.", "idle"))
+SERVER = "server_"
 _LE = [repr(b) for b in DURATION_BUCKETS] + ["+Inf"]
+_WORKER_LABELS = ["worker", "pid"]
 
 
 def _request_families(retired: RequestCounts, workers: list) -> Iterator:
-    """Totals are what departed workers reported last plus what live ones report now, so
-    they never go down; per-worker series last as long as their worker."""
+    """``sharedsock_NAME{worker, pid}`` per live worker, and ``sharedsock_server_NAME`` for the
+    whole server: what exited workers reported last plus what live ones report now, so its
+    counters never go down when a worker is replaced. Two families rather than an "exited"
+    series of the same name: ``rate()`` over such a series would count a departing worker's
+    whole life again at the moment it left."""
     from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
-    live = [(w, w.stats) for w in workers if w.stats is not None]
+    live = [((str(w.index), str(w.pid)), w.stats) for w in workers if w.stats is not None]
     total = RequestCounts()
     total.add(retired)
     for _, stats in live:
         total.add(stats)
-    wl = ["worker", "pid"]
 
     def both(kind, name: str, doc: str, labels: list[str]) -> tuple:
-        return kind(f"sharedsock_{name}", doc, labels=labels), \
-            kind(f"sharedsock_worker_{name}", f"{doc} Per live worker.", labels=wl + labels)
+        return (kind(f"sharedsock_{name}", f"{doc} Per live worker.", labels=_WORKER_LABELS + labels),
+                kind(f"sharedsock_{SERVER}{name}", f"{doc} Whole server, exited workers included.",
+                     labels=labels))
 
-    requests, worker_requests = both(CounterMetricFamily, "requests", "Requests answered, by status "
-                                     "class and method.", ["status", "method"])
-    for (status, method), count in sorted(total.requests.items()):
-        requests.add_metric([status, method], count)
-    for w, stats in live:
+    per_worker, server = both(CounterMetricFamily, "requests", "Requests answered, by status class and "
+                              "method.", ["status", "method"])
+    for ids, stats in live:
         for (status, method), count in sorted(stats.requests.items()):
-            worker_requests.add_metric([str(w.index), str(w.pid), status, method], count)
-    yield requests
-    yield worker_requests
-    duration, worker_duration = both(HistogramMetricFamily, "request_duration_seconds",
-                                     "Time from a request's head to the end of its response.", [])
-    duration.add_metric([], _cumulative(total.buckets), total.duration_sum)
-    for w, stats in live:
-        worker_duration.add_metric([str(w.index), str(w.pid)], _cumulative(stats.buckets),
-                                   stats.duration_sum)
-    yield duration
-    yield worker_duration
-    for name, doc, attr in _COUNTERS:
-        server, per_worker = both(CounterMetricFamily, name, doc, [])
-        server.add_metric([], getattr(total, attr))
-        for w, stats in live:
-            per_worker.add_metric([str(w.index), str(w.pid)], getattr(stats, attr))
-        yield server
-        yield per_worker
-    for name, doc, attr in _GAUGES:
-        server, per_worker = both(GaugeMetricFamily, name, doc, [])
-        server.add_metric([], sum(getattr(stats, attr) for _, stats in live))
-        for w, stats in live:
-            per_worker.add_metric([str(w.index), str(w.pid)], getattr(stats, attr))
-        yield server
-        yield per_worker
+            per_worker.add_metric([*ids, status, method], count)
+    for (status, method), count in sorted(total.requests.items()):
+        server.add_metric([status, method], count)
+    yield per_worker
+    yield server
+    per_worker, server = both(HistogramMetricFamily, "request_duration_seconds",
+                              "Time from a request's head to the end of its response.", [])
+    for ids, stats in live:
+        per_worker.add_metric(list(ids), _cumulative(stats.buckets), stats.duration_sum)
+    server.add_metric([], _cumulative(total.buckets), total.duration_sum)
+    yield per_worker
+    yield server
+    for kind, table in ((CounterMetricFamily, _COUNTERS), (GaugeMetricFamily, _GAUGES)):
+        for name, doc, attr in table:
+            per_worker, server = both(kind, name, doc, [])
+            for ids, stats in live:
+                per_worker.add_metric(list(ids), getattr(stats, attr))
+            # A gauge of the whole server is the live workers' sum: exited workers hold nothing.
+            server.add_metric([], getattr(total, attr) if kind is CounterMetricFamily else
+                              sum(getattr(stats, attr) for _, stats in live))
+            yield per_worker
+            yield server
 
 
 def _cumulative(buckets: list[int]) -> list[tuple[str, int]]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -82,6 +83,10 @@ def test_health_answers_while_every_worker_is_busy(start_server):
     status, body = get(url, "/readyz")
     assert status == 200 and body == b"ready: 1 of 1 workers ready\n"
     assert get(url, "/metrics")[0] == 200
+    status, body = get(url, "/status.json")  # the live view, from the master too
+    assert status == 200 and [w["state"] for w in json.loads(body)["workers"]] == ["ready"]
+    status, body = get(url, "/")
+    assert status == 200 and body.startswith(b"<!doctype html>")
     assert get(url, "/nope")[0] == 404
     busy.close()
     assert server.stop() == 0

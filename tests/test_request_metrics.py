@@ -43,13 +43,13 @@ def _send_batch(server, gets: int, missing: int, posts: int, errors: int) -> dic
 
 def _totals(samples: dict) -> dict:
     requests = Counter({(dict(labels)["status"], dict(labels)["method"]): value
-                        for (name, labels), value in samples.items() if name == "sharedsock_requests_total"})
+                        for (name, labels), value in samples.items() if name == "sharedsock_server_requests_total"})
     return {"requests": requests,
-            "count": samples[("sharedsock_request_duration_seconds_count", ())],
-            "inf": samples[("sharedsock_request_duration_seconds_bucket", (("le", "+Inf"),))],
-            "accepted": samples[("sharedsock_connections_accepted_total", ())],
-            "response_bytes": samples[("sharedsock_response_bytes_total", ())],
-            "request_bytes": samples[("sharedsock_request_bytes_total", ())]}
+            "count": samples[("sharedsock_server_request_duration_seconds_count", ())],
+            "inf": samples[("sharedsock_server_request_duration_seconds_bucket", (("le", "+Inf"),))],
+            "accepted": samples[("sharedsock_server_connections_accepted_total", ())],
+            "response_bytes": samples[("sharedsock_server_response_bytes_total", ())],
+            "request_bytes": samples[("sharedsock_server_request_bytes_total", ())]}
 
 
 def _per_worker(samples: dict, name: str) -> Counter:
@@ -80,17 +80,25 @@ def test_request_metrics_are_exact_per_worker_and_survive_a_reload(start_server,
     samples = wait_for(lambda: _matches(url, first, 13), message="the 13 requests counted in /metrics")
     # Per worker: the requests each pid answered (the 500 page names no pid), and the sums.
     answered = _per_worker({k: v for k, v in samples.items() if dict(k[1]).get("status") != "5xx"},
-                           "sharedsock_worker_requests_total")
+                           "sharedsock_requests_total")
     assert answered == first["per_pid"]
-    for family, total in (("sharedsock_worker_requests_total", 13),
-                          ("sharedsock_worker_request_duration_seconds_count", 13),
-                          ("sharedsock_worker_connections_accepted_total", 13),
-                          ("sharedsock_worker_request_bytes_total", 2000),
-                          ("sharedsock_worker_response_bytes_total", first["response_bytes"])):
+    # The issue's names: per worker on sharedsock_*, labelled worker (index) and pid.
+    for family in ("sharedsock_requests_total", "sharedsock_request_duration_seconds_count",
+                   "sharedsock_requests_in_flight", "sharedsock_connections_accepted_total"):
+        keys = {tuple(sorted(dict(labels))) for name, labels in samples if name == family}
+        assert keys == {("method", "pid", "status", "worker") if "requests_total" in family
+                        else ("pid", "worker")}, family
+    assert {dict(labels)["worker"] for name, labels in samples
+            if name == "sharedsock_connections_accepted_total"} == {"0", "1"}
+    for family, total in (("sharedsock_requests_total", 13),
+                          ("sharedsock_request_duration_seconds_count", 13),
+                          ("sharedsock_connections_accepted_total", 13),
+                          ("sharedsock_request_bytes_total", 2000),
+                          ("sharedsock_response_bytes_total", first["response_bytes"])):
         assert sum(_per_worker(samples, family).values()) == total, family
-    assert set(_per_worker(samples, "sharedsock_worker_connections_accepted_total")) == \
+    assert set(_per_worker(samples, "sharedsock_connections_accepted_total")) == \
         set(server.booted_pids())
-    assert samples[("sharedsock_requests_in_flight", ())] == 0
+    assert samples[("sharedsock_server_requests_in_flight", ())] == 0
     # Requests answered just before a reload: the old workers' last reports, sent as they exit,
     # carry them into the totals.
     second = _send_batch(server, gets=5, missing=0, posts=0, errors=0)
@@ -102,7 +110,7 @@ def test_request_metrics_are_exact_per_worker_and_survive_a_reload(start_server,
               "request_bytes": 2000}
     samples = wait_for(lambda: _matches(url, expect, 18), message="the 18 requests still counted")
     old = set(server.booted_pids()[:2])
-    assert not old & set(_per_worker(samples, "sharedsock_worker_connections_accepted_total"))
+    assert not old & set(_per_worker(samples, "sharedsock_connections_accepted_total"))
     assert server.stop() == 0
 
 
@@ -113,19 +121,60 @@ def test_connection_gauges_and_bounded_labels(start_server):
     kept = server.connect()
     kept.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
     assert kept.recv(65536).startswith(b"HTTP/1.1 200")
-    wait_for(lambda: scrape(url).get(("sharedsock_connections_idle", ())) == 1,
+    wait_for(lambda: scrape(url).get(("sharedsock_server_connections_idle", ())) == 1,
              message="one idle kept-alive connection")
     samples = scrape(url)
-    assert samples[("sharedsock_connections_open", ())] == 1
-    assert sum(_per_worker(samples, "sharedsock_worker_connections_idle").values()) == 1
+    assert samples[("sharedsock_server_connections_open", ())] == 1
+    assert sum(_per_worker(samples, "sharedsock_connections_idle").values()) == 1
     kept.close()
-    wait_for(lambda: scrape(url).get(("sharedsock_connections_open", ())) == 0,
+    wait_for(lambda: scrape(url).get(("sharedsock_server_connections_open", ())) == 0,
              message="no connection open")
     # A method outside the common ones is counted as "other": labels stay a fixed set.
     status, _, _ = parse_response(raw_exchange(server, b"PROPFIND / HTTP/1.1\r\nHost: t\r\n"
                                                        b"Connection: close\r\n\r\n"))
     assert status == 200
-    wait_for(lambda: scrape(url).get(("sharedsock_requests_total", (("method", "other"), ("status", "2xx"))))
+    wait_for(lambda: scrape(url).get(("sharedsock_server_requests_total", (("method", "other"), ("status", "2xx"))))
              == 1, message="the PROPFIND request counted as method other")
     assert server.stop() == 0
 
+
+
+def test_adding_up_a_batch_counts_labels_and_buckets_exactly():
+    """The batch paths (one method or several; durations on, below and above the bounds), and
+    pool threads appending while the loop adds up: nothing lost, nothing counted twice."""
+    import threading
+
+    from sharedsock.requeststats import DURATION_BUCKETS, RequestStats
+
+    stats = RequestStats(threaded=True)
+    for duration in (0.0, *DURATION_BUCKETS, 11.0):
+        stats.record(("200 OK", "GET", duration, 10, 1))
+    stats.add_up()
+    assert stats.requests == {("2xx", "GET"): 13}
+    assert stats.buckets == [2] + [1] * (len(DURATION_BUCKETS) - 1) + [1]  # le: a bound is in its bucket
+    stats.record(("404 Not Found", "PROPFIND", 0.001, 0, 0))
+    stats.record(("000", "POST", 0.001, 0, 5))
+    stats.add_up()
+    assert stats.requests == {("2xx", "GET"): 13, ("4xx", "other"): 1, ("other", "POST"): 1}
+    assert (stats.response_bytes, stats.request_bytes) == (130, 18)
+    fresh = RequestStats()
+    for duration in (0.001, 0.005, 0.002):  # one method, one status, all in the first bucket
+        fresh.record(("200 OK", "GET", duration, 1, 0))
+    fresh.add_up()
+    for status in ("200 OK", "301 Moved", "200 OK"):  # one method, several statuses
+        fresh.record((status, "HEAD", 0.001, 0, 0))
+    fresh.add_up()
+    assert fresh.requests == {("2xx", "GET"): 3, ("2xx", "HEAD"): 2, ("3xx", "HEAD"): 1}
+    assert fresh.buckets == [6] + [0] * len(DURATION_BUCKETS)
+
+    def hammer() -> None:
+        for _ in range(20000):
+            stats.record(("500 Internal Server Error", "GET", 0.001, 1, 0))
+
+    threads = [threading.Thread(target=hammer) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    while any(thread.is_alive() for thread in threads):
+        stats.add_up()
+    stats.add_up()
+    assert stats.requests[("5xx", "GET")] == 80000 and stats.response_bytes == 130 + 80000
