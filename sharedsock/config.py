@@ -376,8 +376,9 @@ OPTIONS: tuple[Option, ...] = (
     # Health and metrics
     Option("metrics_bind", to_str, None, section="Health and metrics", metavar="ADDRESS",
            default_text="off",
-           help="Where the master serves GET /metrics (Prometheus), /livez and /readyz, itself, so "
-                "they answer while every worker is busy: HOST:PORT or unix:/PATH."),
+           help="Where the master serves GET /metrics (Prometheus), /livez, /readyz, the status page "
+                "/ and /status.json (read by 'sharedsock status' and 'top'), itself, so they answer "
+                "while every worker is busy: HOST:PORT or unix:/PATH."),
     Option("ready_workers", to_int, 0, section="Health and metrics", metavar="N", check=_at_least(0),
            default_text="all (--workers)",
            help="/readyz answers 200 while at least this many workers are ready, else 503."),
