@@ -138,7 +138,7 @@ def bed_counts(bed: Bed) -> dict[tuple[str, str, str, str], float]:
                 if name == "sharedsock_worker_memory_bytes":  # every live worker, busy or not
                     key = (host.name, app.name, labels.get("worker", "?"), labels.get("pid", "?"))
                     counts.setdefault(key, 0)
-                elif name == "sharedsock_worker_requests_total":
+                elif name == "sharedsock_requests_total":  # per worker: labels worker, pid
                     key = (host.name, app.name, labels.get("worker", "?"), labels.get("pid", "?"))
                     counts[key] = counts.get(key, 0) + value
     return counts
@@ -196,8 +196,8 @@ def rolling_sigusr2(bed: Bed, result: Result) -> None:
     result.notes.append(f"every host ends on release 2; {old_code} responses said release 1 after "
                         f"release 2 was on disk, from hosts not yet upgraded")
     result.notes.append(f"HAProxy took a host's app out of rotation {checks_down(bed) - downs} times "
-                        f"during the upgrades: the old master closes --metrics-bind and the new one "
-                        f"answers /readyz 503 until its workers are ready, so checks fail meanwhile")
+                        f"during the upgrades (the new master takes --metrics-bind over with the "
+                        f"listeners and answers /readyz while the old one's workers serve)")
 
 
 def sigkill_host(bed: Bed, result: Result, victim_index: int = 0) -> None:
