@@ -197,6 +197,13 @@ def _sharedsock(sc, app, port, workers, threads, tmp) -> Launch:
     return Launch(argv, APPS, env, r"Booted worker (\d+) \(generation", workers)
 
 
+def _sharedsock_metrics(sc, app, port, workers, threads, tmp) -> Launch:
+    """sharedsock counting every request for /metrics: its ratio to plain sharedsock is the cost."""
+    launch = _sharedsock(sc, app, port, workers, threads, tmp)
+    launch.argv[3:3] = ["--metrics-bind", "127.0.0.1:0"]
+    return launch
+
+
 def freeze_sharedsock(tmp: Path, ref: str | None) -> str:
     """Copy sharedsock/ (the working tree's, or ``ref``'s from git) to ``tmp``; describe it."""
     global SHAREDSOCK_SRC
@@ -281,12 +288,18 @@ def _nginx(sc, app, port, workers, threads, tmp) -> Launch:
 
 SERVERS: dict[str, ServerKind] = {s.name: s for s in [
     ServerKind("sharedsock", False, True, _sharedsock, "this project, from the current interpreter"),
+    ServerKind("sharedsock-metrics", False, True, _sharedsock_metrics,
+               "sharedsock with --metrics-bind (request metrics on): not run by default; "
+               "sharedsock / sharedsock-metrics - 1 is what counting costs"),
     ServerKind("gunicorn-sync", True, True, _gunicorn_sync, "gunicorn --worker-class sync (no threads, no keep-alive)"),
     ServerKind("gunicorn-gthread", True, True, _gunicorn_gthread, "gunicorn --worker-class gthread --threads T"),
     ServerKind("waitress", True, False, _waitress, "waitress-serve --threads T x workers (one process)"),
     ServerKind("granian", True, True, _granian, "granian --interface wsgi --blocking-threads T"),
     ServerKind("nginx", False, True, _nginx, "nginx `return 200` (hello scenarios only: the ceiling)"),
 ]}
+
+
+DEFAULT_SERVERS = [name for name in SERVERS if name != "sharedsock-metrics"]
 
 
 def applies(server: ServerKind, scenario: Scenario) -> bool:
@@ -989,6 +1002,15 @@ def evaluate_targets(summary: dict, workers: int) -> list[dict]:
     for label in _labels(cells, "big-1mib"):
         targets.append(_ratio_target(summary, f"T7{_suffix(label)}", f"{label} >= gunicorn gthread", label,
                                      "gunicorn-gthread", 1.0))
+    for label in _labels(cells, "hello-keepalive"):
+        stats = summary["ratios"].get(label, {}).get("sharedsock-metrics")
+        if stats is not None:
+            cost = stats["median"] - 1
+            targets.append({"id": f"M1{_suffix(label)}", "threshold": 0.03,
+                            "target": f"{label}: request metrics (--metrics-bind) cost < 3%",
+                            "status": "pass" if cost < 0.03 else "FAIL", "value": cost,
+                            "measured": f"{cost:+.1%} (sharedsock / sharedsock-metrics per round: "
+                                        f"{stats['min']:.3f}-{stats['max']:.3f})"})
     t8 = {"id": "T8", "target": "fairness, 2 workers, new connections: max/min <= 1.25 at every "
                                 "concurrency", "threshold": 1.25}
     mine = [e for e in summary["fairness"] if e["server"] == "sharedsock" and e["workers"] == 2]
@@ -1323,7 +1345,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         "measured run, into the run's raw/ folder (py-spy is installed into "
                         "benchmarks/.venv; sampling costs the profiled runs a little throughput)")
     p.add_argument("--scenarios", default=",".join(ALL_SCENARIOS), help="comma-separated (default: all)")
-    p.add_argument("--servers", default=",".join(SERVERS), help="comma-separated (default: all)")
+    p.add_argument("--servers", default=",".join(DEFAULT_SERVERS),
+                   help="comma-separated (default: all but sharedsock-metrics)")
     p.add_argument("--mode", choices=("per-core", "all-cores"), default="per-core",
                    help="per-core: 1 worker pinned to one CPU, wrk pinned to another; "
                         "all-cores: N workers and wrk unpinned (default per-core)")
