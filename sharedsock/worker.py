@@ -94,6 +94,7 @@ class Worker:
         self.turn: Listener | None = None  # the backlog's turn, until a pool thread claims it
         self.done: deque[tuple[Connection | Listener, int]] = deque()
         self.done_lock = threading.Lock()
+        self.unwatched: set[Connection] = set()  # REARMED but not registered yet: see _pool_loop
         self.threads: list[threading.Thread] = []
         self.ctx: ServerContext | None = None
         self.draining = False
@@ -532,7 +533,13 @@ class Worker:
                     done.append((conn, REARMED))
                     try:
                         register(conn.fd, selectors.EVENT_READ, conn)
-                    except (KeyError, ValueError, OSError) as exc:
+                    except KeyError:
+                        # The fd was a connection's that the loop has just closed (on_readable
+                        # closes before the loop unregisters it), and this thread's accept got
+                        # the number again: the loop registers this one once it has let go.
+                        self.unwatched.add(conn)
+                        _wake(wake)
+                    except (ValueError, OSError) as exc:
                         log.error("could not watch connection %d again: %s", conn.fd, exc)
                         conn.close()
                 if self.shedding:
@@ -589,13 +596,27 @@ class Worker:
                 continue
             self.in_pool -= 1
             if state == REARMED:
-                if not item.closed:  # closed: its fd may be a new connection's already
+                if item in self.unwatched:
+                    self.unwatched.discard(item)
+                    self._watch_again(item)
+                elif not item.closed:  # closed: its fd may be a new connection's already
                     self.conns[item.fd] = item
             elif state == WAIT and not item.closed:
                 self.conns[item.fd] = item
                 self.sel.register(item.fd, selectors.EVENT_READ, item)
             self._after_request()
         self._update_listening()
+
+    def _watch_again(self, conn: Connection) -> None:
+        if conn.closed:
+            return
+        try:
+            self.sel.register(conn.fd, selectors.EVENT_READ, conn)
+        except (KeyError, ValueError, OSError) as exc:
+            log.error("could not watch connection %d again: %s", conn.fd, exc)
+            conn.close()
+            return
+        self.conns[conn.fd] = conn
 
     def _on_control(self) -> None:
         if not self.control_open:

@@ -12,6 +12,7 @@ import os
 import socket
 import struct
 import subprocess
+import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -324,3 +325,14 @@ def test_max_queue_off_and_zero_from_the_environment():
     assert build_config(("environment", {"max_queue": "off"})).max_queue is None
     assert build_config(("environment", {"max_queue": "0"})).max_queue == 0
     assert build_config().max_queue is None and build_config().max_queue_wait == 0
+
+
+def test_the_overload_benchmark_runs(tmp_path):
+    """benchmarks/overload.py is a measurement, not a test; this only keeps it working."""
+    script = Path(__file__).resolve().parent.parent / "benchmarks" / "overload.py"
+    proc = subprocess.run([sys.executable, str(script), "--servers", "shed,noshed", "--rounds", "1",
+                           "--duration", "1", "--factor", "2", "--client-timeout", "2", "--clients", "1"],
+                          capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = [line for line in proc.stdout.splitlines() if line.startswith("| sharedsock")]
+    assert len(rows) == 4, proc.stdout
