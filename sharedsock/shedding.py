@@ -40,7 +40,7 @@ def arrival(sock: socket.socket, now: float) -> float:
     A request can wait before the worker reads it: in the listener's accept queue
     while every worker is busy, or, inline, in its socket while another request runs.
     Linux keeps the time since a TCP connection last received data (a handshake
-    counts), so that wait is known to the millisecond; elsewhere it is ``now``.
+    counts), in milliseconds counted by the kernel's clock tick; elsewhere it is ``now``.
     """
     try:
         if sock.family in _TCP_FAMILIES:

@@ -336,3 +336,15 @@ def test_the_overload_benchmark_runs(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     rows = [line for line in proc.stdout.splitlines() if line.startswith("| sharedsock")]
     assert len(rows) == 4, proc.stdout
+
+
+def test_the_answer_to_a_head_request_has_no_body():
+    from sharedsock.shedding import BODY, Shedder
+
+    get, _, get_body = Shedder(3, "sharedsock").answer("GET")
+    head, headers, head_body = Shedder(3, "sharedsock").answer("HEAD")
+    assert get.endswith(b"\r\n\r\n" + BODY) and get_body == len(BODY)
+    assert head.endswith(b"\r\n\r\n") and head_body == 0
+    assert head.startswith(b"HTTP/1.1 503 Service Unavailable\r\n")
+    assert b"\r\nRetry-After: 3\r\n" in head and b"\r\nConnection: close\r\n" in head
+    assert ("Content-Length", str(len(BODY))) in headers
