@@ -256,22 +256,20 @@ def test_inline_max_queue_wait(start_server, gates):
     wait_for(lambda: _shed_counts(url) == {"queue": 0, "wait": 1}, message="1 shed request in /metrics")
 
 
-def _clients_per_worker(server, wanted: dict[int, int], pids: list[int]) -> dict[int, list[Client]]:
-    """Kept-alive connections until each worker holds as many as ``wanted[i]`` (pids[i])."""
+def _clients_per_worker(server, pids: list[int]) -> tuple[int, list[Client], int, list[Client]]:
+    """Kept-alive connections until one worker (A) holds 3 and the other (B) 2, whichever the
+    kernel hands them to: (A's pid, A's connections, B's pid, B's connections)."""
     held: dict[int, list[Client]] = {pid: [] for pid in pids}
-    spare = []
-    for _ in range(200):
-        if all(len(held[pid]) >= wanted[i] for i, pid in enumerate(pids)):
-            break
+    for _ in range(300):
+        for a, b in (pids, pids[::-1]):
+            if len(held[a]) >= 3 and len(held[b]) >= 2:
+                for pid in pids:
+                    for client in held[pid][3 if pid == a else 2:]:
+                        client.close()
+                return a, held[a][:3], b, held[b][:2]
         client = Client(server)
-        owner = pid_of(client.get("/pid")[2])
-        need = wanted[pids.index(owner)]
-        (held[owner] if len(held[owner]) < need else spare).append(client)
-    else:
-        raise AssertionError(f"could not get {wanted} connections on {pids}")
-    for client in spare:
-        client.close()
-    return held
+        held[pid_of(client.get("/pid")[2])].append(client)
+    raise AssertionError(f"could not get 3 and 2 connections on {pids}")
 
 
 def test_a_shedding_worker_leaves_new_clients_to_its_siblings(start_server, gates, start_method):
@@ -281,9 +279,7 @@ def test_a_shedding_worker_leaves_new_clients_to_its_siblings(start_server, gate
     gates.make("a1", "a2", "q", "b1", "b2")
     server = _start(start_server, gates, "--threads", "2", "--max-queue", "1",
                     "--start-method", start_method, workers=2)
-    pids = server.booted_pids()[:2]
-    held = _clients_per_worker(server, {0: 3, 1: 2}, pids)
-    a, b = (held[pid] for pid in pids)
+    pid_a, a, pid_b, b = _clients_per_worker(server, server.booted_pids()[:2])
     a[0].send("/block?a1")
     a[1].send("/block?a2")
     b[0].send("/block?b1")
@@ -291,7 +287,7 @@ def test_a_shedding_worker_leaves_new_clients_to_its_siblings(start_server, gate
     wait_for(lambda: all(called(gates, f"/block?{g}") for g in ("a1", "a2", "b1", "b2")),
              message="every thread of both workers in the app")
     a[2].send("/block?q")
-    server.wait_log(QUEUE_FULL.format(pid=pids[0]))
+    server.wait_log(QUEUE_FULL.format(pid=pid_a))
     newcomer = Client(server)
     newcomer.send("/pid?new", close=True)
     wait_for(newcomer.delivered, message="the newcomer's request delivered")
@@ -300,7 +296,7 @@ def test_a_shedding_worker_leaves_new_clients_to_its_siblings(start_server, gate
     wait_for(lambda: called(gates, "/block?q"), message="A's free thread on its queued request")
     gates.release("b1")
     status, _, body = newcomer.read()
-    assert status == 200 and pid_of(body) == pids[1]
+    assert status == 200 and pid_of(body) == pid_b
     for name, client in (("a2", a[1]), ("q", a[2]), ("b2", b[1])):
         gates.release(name)
         assert client.read()[0] == 200
