@@ -9,6 +9,7 @@ buffer once the client's TCP stack reports it acknowledged.
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import struct
 import subprocess
@@ -20,7 +21,7 @@ from pathlib import Path
 import pytest
 from test_health_metrics import scrape, status_url
 
-from conftest import SHAREDSOCK, ResponseReader, http_get, pid_of, wait_for
+from conftest import DEADLINE, SHAREDSOCK, ResponseReader, debian_binary, http_get, pid_of, wait_for
 
 QUEUE_FULL = r"worker {pid}: queue full \(--max-queue\), not accepting"
 
@@ -344,3 +345,97 @@ def test_the_answer_to_a_head_request_has_no_body():
     assert head.startswith(b"HTTP/1.1 503 Service Unavailable\r\n")
     assert b"\r\nRetry-After: 3\r\n" in head and b"\r\nConnection: close\r\n" in head
     assert ("Content-Length", str(len(BODY))) in headers
+
+
+HAPROXY_RETRIES = """
+global
+    pidfile {d}/haproxy.pid
+defaults
+    mode http
+    timeout connect 10s
+    timeout client 30s
+    timeout server 30s
+frontend edge
+    bind 127.0.0.1:{port}
+    default_backend app
+backend app
+    balance first
+    retry-on 503 conn-failure empty-response
+    retries 2
+    option redispatch 1
+    server a 127.0.0.1:{a} maxconn 100
+    server b 127.0.0.1:{b} maxconn 100
+"""
+
+
+def _haproxy(tmp_path: Path, a: int, b: int) -> tuple[subprocess.Popen, int]:
+    """HAProxy with the README's retry settings, on a free port (picked again if taken)."""
+    binary = debian_binary("haproxy", "haproxy")
+    for _ in range(5):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        conf = tmp_path / "haproxy.cfg"
+        conf.write_text(HAPROXY_RETRIES.format(d=tmp_path, port=port, a=a, b=b))
+        out = open(tmp_path / "haproxy.log", "wb")
+        proc = subprocess.Popen([binary, "-db", "-f", str(conf)], stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+        out.close()
+
+        def listening(proc: subprocess.Popen = proc, port: int = port) -> bool:
+            if proc.poll() is not None:
+                return True
+            try:
+                socket.create_connection(("127.0.0.1", port), 2).close()
+            except OSError:
+                return False
+            return True
+
+        wait_for(listening, message="haproxy to listen")
+        if proc.poll() is None:
+            return proc, port
+    raise AssertionError((tmp_path / "haproxy.log").read_text())
+
+
+def test_haproxy_retries_a_shed_request_on_another_server(start_server, gates, tmp_path):
+    """The README's HAProxy backend: a request shed by one server is answered by the other.
+
+    HAProxy (balance first) sends it to A, whose threads are busy: it waits in A's accept
+    queue past A's --max-queue-wait, A answers 503 when a thread frees up, HAProxy retries
+    on B, and the client gets B's 200.
+    """
+    gates.make("a1", "a2")
+    a = _start(start_server, gates, "--threads", "2", "--max-queue-wait", "0.1")
+    b = _start(start_server, gates, "--threads", "2")
+    a_url = status_url(a)
+    pid_b = pid_of(http_get(b, "/pid")[2])
+    proc, port = _haproxy(tmp_path, a.port, b.port)
+    try:
+        blockers = [Client(a), Client(a)]
+        blockers[0].send("/block?a1")
+        blockers[1].send("/block?a2")
+        wait_for(lambda: called(gates, "/block?a1") and called(gates, "/block?a2"),
+                 message="A's threads in the app")
+        client = socket.create_connection(("127.0.0.1", port), DEADLINE)
+        client.sendall(b"GET /pid?balanced HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        queued = ("sharedsock_listen_queue_length", (("listener", a.url),))
+        wait_for(lambda: scrape(a_url).get(queued) == 1, message="HAProxy's connection in A's backlog")
+        time.sleep(0.3)  # the point of the test: it waits longer than A's bound
+        gates.release("a1")
+        status, _, body = ResponseReader(client).next()
+        assert status == 200 and pid_of(body) == pid_b
+        assert a.wait_log(r'"GET /pid\?balanced HTTP/1.1" 503 ')
+        assert b.wait_log(r'"GET /pid\?balanced HTTP/1.1" 200 ')
+        assert [line for line in calls(gates) if line.endswith(" /pid?balanced")] == [
+            f"{pid_b} /pid?balanced"]  # A's app never saw it
+        gates.release("a2")
+    except BaseException:
+        print((tmp_path / "haproxy.log").read_text())
+        raise
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(DEADLINE)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
