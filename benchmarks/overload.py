@@ -26,9 +26,9 @@ from __future__ import annotations
 import argparse
 import errno
 import multiprocessing
-import os
 import resource
 import select
+import shutil
 import socket
 import statistics
 import subprocess
@@ -300,9 +300,18 @@ def main(argv: list[str] | None = None) -> int:
     if any(c.name == "gthread" for c in configs) and not ensure_gunicorn():
         print("overload: could not install gunicorn into benchmarks/.venv", file=sys.stderr)
         return 2
-    bench.freeze_sharedsock(Path(tempfile.mkdtemp(prefix="sharedsock-overload-")), None)
-    capacity = args.workers * args.threads / SERVICE
     tmp = Path(tempfile.mkdtemp(prefix="sharedsock-overload-"))
+    try:
+        bench.freeze_sharedsock(tmp, None)
+        runs = run_all(configs, args, tmp)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    print(table(configs, runs, args, args.workers * args.threads / SERVICE))
+    return 0
+
+
+def run_all(configs: list[Config], args, tmp: Path) -> dict:
+    capacity = args.workers * args.threads / SERVICE
     runs: dict = {}
     for rnd in range(args.rounds):
         for config in configs:
@@ -317,10 +326,8 @@ def main(argv: list[str] | None = None) -> int:
                 runs.setdefault((config.name, phase), []).append(result)
                 bench.log(f"round {rnd + 1} {config.name} {phase}: {result['kinds']} "
                           f"p99 {_ms(result['p99'])} ms, lag {_ms(result['lag'])} ms")
-    print(table(configs, runs, args, capacity))
-    return 0
+    return runs
 
 
 if __name__ == "__main__":
-    os.environ.setdefault("PYTHONHASHSEED", "0")
     sys.exit(main())

@@ -303,6 +303,37 @@ def test_a_shedding_worker_leaves_new_clients_to_its_siblings(start_server, gate
         assert client.read()[0] == 200
 
 
+def test_inline_a_full_pass_leaves_new_clients_to_its_siblings(start_server, gates):
+    """--threads 1 --max-queue 0: when A's request ends, two more are ready and a client waits
+    in the backlog. A runs one, sheds the other and does not take the client, which B serves
+    once B's own request ends."""
+    gates.make("a0", "a1", "a2", "b0")
+    server = _start(start_server, gates, "--threads", "1", "--max-queue", "0", workers=2)
+    _, a, pid_b, b = _clients_per_worker(server, server.booted_pids()[:2])
+    a[0].send("/block?a0")
+    b[0].send("/block?b0")
+    wait_for(lambda: called(gates, "/block?a0") and called(gates, "/block?b0"),
+             message="both workers in the app")
+    a[1].send("/block?a1")
+    a[2].send("/block?a2")
+    newcomer = Client(server)
+    newcomer.send("/pid?new", close=True)
+    wait_for(lambda: a[1].delivered() and a[2].delivered() and newcomer.delivered(),
+             message="the requests delivered")
+    gates.release("a0")
+    assert a[0].read()[0] == 200
+    wait_for(lambda: called(gates, "/block?a1") or called(gates, "/block?a2"),
+             message="A running one of the two")
+    shed = a[2] if called(gates, "/block?a1") else a[1]
+    _assert_shed(shed.read())
+    gates.release("b0")
+    assert b[0].read()[0] == 200
+    status, _, body = newcomer.read()
+    assert status == 200 and pid_of(body) == pid_b
+    gates.release("a1")  # whichever of the two ran waits at its gate: open both
+    gates.release("a2")
+
+
 @pytest.mark.parametrize(("flag", "value", "message"), [
     ("--max-queue", "-1", "--max-queue: expected a number of requests (0 or more) or off, got '-1'"),
     ("--max-queue", "many", "--max-queue: expected an integer, got 'many'"),
