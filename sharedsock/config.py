@@ -167,6 +167,16 @@ def to_forwarded_headers(value: Any) -> tuple[str, ...]:
     return items
 
 
+def to_queue_limit(value: Any) -> int | None:
+    """``--max-queue``: a count of requests, 0 included (no waiting at all), or off."""
+    if value is None or (isinstance(value, str) and value.strip().lower() in ("off", "none", "")):
+        return None
+    result = to_int(value)
+    if result < 0:
+        raise ValueError(f"expected a number of requests (0 or more) or off, got {value!r}")
+    return result
+
+
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 
 
@@ -390,6 +400,20 @@ OPTIONS: tuple[Option, ...] = (
            check=_at_least(0),
            help="Retire a worker gracefully (its replacement starts first) once its resident "
                 "memory exceeds this many MiB, checked every 2 s (0: never)."),
+    # Load shedding
+    Option("max_queue", to_queue_limit, None, section="Load shedding", metavar="N", default_text="off",
+           help="Per worker: a request that would wait behind N others for a thread is answered 503 "
+                "Service Unavailable (with Retry-After and Connection: close) without reaching the app, "
+                "and the worker accepts no new connection while its queue is full, leaving them to "
+                "workers with room. With --threads 1, the others are the requests ready while one runs. "
+                "0: no request waits; off: no limit."),
+    Option("max_queue_wait", to_float, 0.0, section="Load shedding", metavar="SECONDS",
+           check=_at_least(0), default_text="off",
+           help="A request that has waited longer than this for a thread (counted from when its last "
+                "bytes reached the server, so time in the kernel's accept queue counts on TCP) is "
+                "answered 503 as for --max-queue instead of reaching the app (0: off)."),
+    Option("retry_after", to_int, 1, section="Load shedding", metavar="SECONDS", check=_at_least(0),
+           help="The Retry-After value, in seconds, of a 503 from --max-queue or --max-queue-wait."),
     # HTTP
     Option("forwarded_allow_ips", to_forwarded_ips, ("127.0.0.1", "::1"), section="HTTP", metavar="IPS",
            help="Peers whose X-Forwarded-* and Forwarded headers are trusted: addresses or CIDR ranges, "
@@ -500,6 +524,9 @@ class Config:
     ready_workers: int
     shutdown_delay: float
     max_worker_memory: int
+    max_queue: int | None
+    max_queue_wait: float
+    retry_after: int
     forwarded_allow_ips: tuple[str, ...]
     forwarded_headers: tuple[str, ...]
     proxy_protocol: bool

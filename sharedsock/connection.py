@@ -541,6 +541,14 @@ class Connection:
                   exchange.head.method, self.environ.get("RAW_URI"), exchange.sent,
                   exchange.plan.content_length)
 
+    # -- load shedding (the worker decides, sharedsock.shedding writes the answer) -----
+
+    def refuse_queued(self, data: bytes) -> Turn:
+        """Send ``data``, a whole response, instead of serving the next request; then close,
+        lingering as after any refusal, so the client reads it and not a reset."""
+        self._send_quietly(data)
+        return self._end(LINGER)
+
 
 
 def _expect_proxy_header(conn: Connection, is_unix: bool) -> None:

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from .requeststats import DURATION_BUCKETS, METHODS, OTHER, STATUS_CLASSES
+from .requeststats import DURATION_BUCKETS, METHODS, OTHER, SHED_REASONS, STATUS_CLASSES
 
 RESTART_REASONS = ("crash", "timeout", "max_requests", "memory", "reload")
 _PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -36,6 +36,7 @@ class RequestCounts:
     response_bytes: int = 0
     request_bytes: int = 0
     accepted: int = 0
+    shed: dict[str, int] = field(default_factory=lambda: dict.fromkeys(SHED_REASONS, 0))  # by reason
 
     def add(self, other: RequestCounts) -> None:
         for key, count in other.requests.items():
@@ -45,6 +46,8 @@ class RequestCounts:
         self.response_bytes += other.response_bytes
         self.request_bytes += other.request_bytes
         self.accepted += other.accepted
+        for reason in SHED_REASONS:
+            self.shed[reason] += other.shed[reason]
 
 
 @dataclass
@@ -71,6 +74,10 @@ def parse_worker_stats(data: Any) -> WorkerStats | None:
         stats.duration_sum = float(data["duration_sum"])
         for name in ("response_bytes", "request_bytes", "accepted", "in_flight", "open", "idle"):
             setattr(stats, name, int(data[name]))
+        shed = data.get("shed", {})
+        if not isinstance(shed, dict):
+            return None
+        stats.shed = {reason: int(shed.get(reason, 0)) for reason in SHED_REASONS}
     except (TypeError, KeyError, ValueError):
         return None
     return stats
@@ -174,6 +181,7 @@ class _Collector:
         yield GaugeMetricFamily("sharedsock_ready", "1 when /readyz answers 200.",
                                 value=1 if master.is_ready() else 0)
         yield from _request_families(counters.retired, master.workers)
+        yield from _shed_families(counters.retired, master.workers)
 
 
 # (name, help, attribute) of the request counters and gauges. Each name is one family per live
@@ -234,6 +242,26 @@ def _request_families(retired: RequestCounts, workers: list) -> Iterator:
                               sum(getattr(stats, attr) for _, stats in live))
             yield per_worker
             yield server
+
+
+def _shed_families(retired: RequestCounts, workers: list) -> Iterator:
+    """Requests answered 503 by load shedding (never in requests_total: the app did not see
+    them), named like the request families: ``sharedsock_requests_shed_total{worker, pid,
+    reason}`` per live worker and ``sharedsock_server_requests_shed_total{reason}``."""
+    from prometheus_client.core import CounterMetricFamily
+
+    doc = "Requests answered 503 without the app by load shedding, by reason (queue, wait)."
+    per_worker = CounterMetricFamily("sharedsock_requests_shed", f"{doc} Per live worker.",
+                                     labels=[*_WORKER_LABELS, "reason"])
+    server = CounterMetricFamily(f"sharedsock_{SERVER}requests_shed",
+                                 f"{doc} Whole server, exited workers included.", labels=["reason"])
+    live = [w for w in workers if w.stats is not None]
+    for reason in SHED_REASONS:
+        server.add_metric([reason], retired.shed[reason] + sum(w.stats.shed[reason] for w in live))
+        for w in live:
+            per_worker.add_metric([str(w.index), str(w.pid), reason], w.stats.shed[reason])
+    yield per_worker
+    yield server
 
 
 def _cumulative(buckets: list[int]) -> list[tuple[str, int]]:

@@ -11,7 +11,7 @@ bounded: a status class and one of the common methods, anything else ``other``.
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Iterable
 from typing import Any
 
@@ -20,6 +20,7 @@ DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.
 METHODS = frozenset(("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "CONNECT", "TRACE"))
 STATUS_CLASSES = ("1xx", "2xx", "3xx", "4xx", "5xx")
 OTHER = "other"  # a method not in METHODS; a status class when no response was sent
+SHED_REASONS = ("queue", "wait")  # answered 503 by load shedding: queue full, or waited too long
 _CLASS_OF = {c[0]: c for c in STATUS_CLASSES}
 _FIELDS = 5  # status, method, duration, response bytes, request bytes
 _FIRST_BOUND = DURATION_BUCKETS[0]
@@ -34,7 +35,7 @@ class RequestStats:
     """
 
     __slots__ = ("record", "_items", "requests", "buckets", "duration_sum", "response_bytes",
-                 "request_bytes")
+                 "request_bytes", "note_shed", "_shed_queue", "shed")
 
     def __init__(self, threaded: bool = False) -> None:
         """``threaded`` (pool threads record while the loop adds up) needs nothing more: see
@@ -49,12 +50,19 @@ class RequestStats:
         self.duration_sum = 0.0
         self.response_bytes = 0
         self.request_bytes = 0
+        # Requests shed (sharedsock.shedding), by reason: not in ``requests``, the app never saw them.
+        self._shed_queue: deque[str] = deque()
+        self.note_shed = self._shed_queue.append
+        self.shed = dict.fromkeys(SHED_REASONS, 0)
 
     def add_up(self) -> None:
         """Fold the recorded requests into the totals.
 
         Written for the common batch: one method, a few statuses, most durations in the first
         buckets; no Python frame per request."""
+        shed_queue, shed = self._shed_queue, self.shed
+        for _ in range(len(shed_queue)):  # appends may race, from pool threads and the loop
+            shed[shed_queue.popleft()] += 1
         items = self._items
         n = len(items) // _FIELDS * _FIELDS
         if not n:
@@ -99,4 +107,5 @@ class RequestStats:
         self.add_up()
         return {"requests": [[status, method, count] for (status, method), count in self.requests.items()],
                 "buckets": list(self.buckets), "duration_sum": self.duration_sum,
-                "response_bytes": self.response_bytes, "request_bytes": self.request_bytes, **gauges}
+                "response_bytes": self.response_bytes, "request_bytes": self.request_bytes,
+                "shed": dict(self.shed), **gauges}

@@ -8,6 +8,14 @@ kept-alive connections back in it themselves. Requests run inline with
 app only once its whole head has arrived. The listeners are watched only while
 there is room to serve another connection, so a busy worker leaves new clients
 to its siblings; a pool's next free thread takes the backlog's turn first.
+
+Load shedding (``--max-queue``, ``--max-queue-wait``): a request is answered
+503 instead of being queued when the worker's queue is full, and instead of
+being served when it has waited too long, without reaching the app (see
+``shedding``); while its queue is full the worker stops accepting. With a pool
+the queue is the requests handed to it that no thread has taken yet. Inline, it
+is the requests found ready in one pass of the loop (one ``select``): they run
+one after another, so the k-th waits behind k-1 others.
 """
 
 from __future__ import annotations
@@ -33,7 +41,7 @@ from . import channel
 from .appspec import AppSpec, file_stamps, loaded_module_files
 from .channel import EXIT_APP_LOAD_FAILED, EXIT_OK, EXIT_TIMED_OUT, send_line
 from .config import Config
-from .connection import CLOSED, READY, WAIT, Connection, ServerContext
+from .connection import CLOSED, READY, WAIT, Connection, ServerContext, Turn
 from .heap import keep_freed_memory
 from .hooks import request_hooks
 from .http.parser import Limits
@@ -41,6 +49,7 @@ from .listeners import Listener
 from .logs import AccessLog, format_exception_line, log, reopen_logs
 from .proxy import TrustedProxies
 from .requeststats import RequestStats
+from .shedding import Shedder, arrival, arrived_now
 from .signals import WORKER_IGNORED, set_process_title
 from .wsgi import base_environ
 
@@ -85,6 +94,7 @@ class Worker:
         self.turn: Listener | None = None  # the backlog's turn, until a pool thread claims it
         self.done: deque[tuple[Connection | Listener, int]] = deque()
         self.done_lock = threading.Lock()
+        self.unwatched: set[Connection] = set()  # REARMED but not registered yet: see _pool_loop
         self.threads: list[threading.Thread] = []
         self.ctx: ServerContext | None = None
         self.draining = False
@@ -100,6 +110,21 @@ class Worker:
         self.next_beat = 0.0
         self.next_stats = 0.0
         self.accepted = 0  # connections this worker took (loop thread only: see _take_done)
+        # Load shedding. ``shedding``: a pool's queue is at --max-queue, the listeners are not
+        # watched and threads wake the loop as they finish. ``ready_at``: with --max-queue-wait,
+        # when each request handed to the pool was ready (loop writes, threads pop).
+        # ``pass_queue``: inline with shedding, the requests this pass of the loop found ready
+        # and when they were, and ``pass_listeners`` the listeners it found readable.
+        self.max_queue = config.max_queue
+        self.max_wait = config.max_queue_wait
+        self.shedder: Shedder | None = None
+        self.shedding = False
+        self.ready_at: dict[Connection, float] = {}
+        self.arrival = arrival if self.max_wait else arrived_now
+        shedding_on = self.max_queue is not None or self.max_wait > 0
+        self.pass_queue: list[tuple[Connection, float]] | None = \
+            [] if shedding_on and config.threads == 1 else None
+        self.pass_listeners: list[Listener] = []
         jitter = config.max_requests_jitter
         self.max_requests = config.max_requests + (random.randint(0, jitter) if jitter else 0) \
             if config.max_requests else 0
@@ -147,6 +172,8 @@ class Worker:
         if config.metrics_bind:
             self.ctx.stats = RequestStats(threaded=config.threads > 1)
         self._access = access
+        if config.max_queue is not None or config.max_queue_wait:
+            self.shedder = Shedder(config.retry_after, config.server_header)
         self.environ_bases = {
             listener.sock.fileno(): base_environ(
                 "localhost" if listener.is_unix else listener.server_name,
@@ -287,6 +314,8 @@ class Worker:
                     self._on_control()
                 else:
                     self._on_listener(data)
+            if self.pass_queue is not None:
+                self._run_pass()
 
     def _beat(self, now: float) -> None:
         """Tell the master we make progress, with the start of the oldest request in flight
@@ -296,6 +325,8 @@ class Worker:
         if self.ctx.stats is not None and now >= self.next_stats:
             self.next_stats = now + STATS_EVERY
             self._report_stats(reliable=False)
+        if self.shedder is not None:
+            self.shedder.summarize(self.pid, now)
         self._report_modules()
 
     def _report_stats(self, reliable: bool) -> None:
@@ -316,8 +347,14 @@ class Worker:
         thread serves one new client at once and the loop accepts as many as
         there are idle threads. So a busy worker takes new clients as fast as its
         threads free up, which also splits a burst evenly between busy siblings.
-        Inline (one thread), a burst is taken in one go.
+        Inline (one thread), a burst is taken in one go; with shedding, after the
+        requests already ready in this pass (see _run_pass).
         """
+        if not self.listening:
+            return  # a stale event: this pass filled the queue, or took the worker's last room
+        if self.pass_queue is not None:
+            self.pass_listeners.append(listener)
+            return
         if self.threads and self.in_pool >= self.config.threads:
             if not self.accept_queued:
                 self.accept_queued = True
@@ -334,7 +371,7 @@ class Worker:
         limit = self.config.threads - self.in_pool if self.threads else ACCEPT_BATCH
         for _ in range(limit):
             # A SIGTERM that came while an inline request ran stops the batch here.
-            if self.draining or not self._accept(listener) or not self.listening:
+            if self.draining or self._pass_full() or not self._accept(listener) or not self.listening:
                 return
 
     def _open(self, listener: Listener) -> Connection | None:
@@ -367,9 +404,14 @@ class Worker:
         state = conn.on_readable()
         if state == READY:
             if self.threads:
-                self.in_pool += 1
-                self.jobs.put(conn)
-                state = CLOSED  # the pool owns it now
+                if self._queue_full():
+                    state = self.shedder.shed(conn, "queue", 0.0)
+                else:
+                    self._to_pool(conn, self.arrival(conn.sock, time.monotonic()))
+                    state = CLOSED  # the pool owns it now
+            elif self.pass_queue is not None:
+                self.pass_queue.append((conn, self.arrival(conn.sock, time.monotonic())))
+                state = WAIT  # watched like any other connection until _run_pass serves it
             else:
                 state = conn.serve()
                 self._after_request()
@@ -383,21 +425,79 @@ class Worker:
 
     def _dispatch(self, conn: Connection) -> None:
         if not self.threads:
+            if self.pass_queue is not None and not self.draining:
+                self.pass_queue.append((conn, self.arrival(conn.sock, time.monotonic())))
+                return
             state = conn.serve()
             if state == CLOSED:
                 self._forget(conn)
             self._after_request()
             return
+        if self._queue_full():
+            if self.shedder.shed(conn, "queue", 0.0) == CLOSED:
+                self._forget(conn)
+            return
         self._unregister(conn)
+        self._to_pool(conn, time.monotonic())
+
+    def _to_pool(self, conn: Connection, ready_at: float) -> None:
+        if self.max_wait:
+            self.ready_at[conn] = ready_at
         self.in_pool += 1
         self.jobs.put(conn)
+        if not self.shedding and self._queue_full():
+            self._update_listening()
+
+    def _queue_full(self) -> bool:
+        """A pool's queue (requests handed to it beyond its threads) is at --max-queue."""
+        return self.max_queue is not None and self.in_pool - self.config.threads >= self.max_queue
+
+    def _pass_full(self) -> bool:
+        """Inline: this pass has found one request to run and --max-queue to wait behind it."""
+        return self.max_queue is not None and self.pass_queue is not None \
+            and len(self.pass_queue) > self.max_queue
+
+    def _run_pass(self) -> None:
+        """Inline with shedding: accept (unless the pass is full already), then answer in turn
+        the requests this pass found ready: beyond --max-queue with 503 at once, later any
+        that has waited longer than --max-queue-wait, and the rest by the app."""
+        queue = self.pass_queue
+        for listener in self.pass_listeners:
+            if self.listening:
+                self._accept_batch(listener)
+        self.pass_listeners.clear()
+        if not queue:
+            return
+        batch = queue[:]
+        queue.clear()
+        shed = self.shedder.shed
+        if self.max_queue is not None and len(batch) > self.max_queue + 1:
+            now = time.monotonic()
+            for conn, ready_at in batch[self.max_queue + 1:]:
+                if shed(conn, "queue", now - ready_at) == CLOSED:
+                    self._forget(conn)
+            del batch[self.max_queue + 1:]
+        for conn, ready_at in batch:
+            if conn.closed:
+                self._forget(conn)
+                continue
+            waited = time.monotonic() - ready_at
+            if self.max_wait and waited > self.max_wait:
+                state = shed(conn, "wait", waited)
+            else:
+                state = conn.serve()
+            if state == CLOSED:
+                self._forget(conn)
+            self._after_request()
 
     def _pool_loop(self) -> None:
         jobs, done, wake, register = self.jobs, self.done, self._wake_w, self.sel.register
         done_lock = self.done_lock
+        serve = self._serve_in_time if self.max_wait else Connection.serve
         while True:
             turn = self.turn
-            if turn is not None and self._claim_turn(turn):
+            # Shedding, the queued requests go first: the backlog is for siblings with room.
+            if turn is not None and not self.shedding and self._claim_turn(turn):
                 item = turn
             else:
                 item = jobs.get()
@@ -407,7 +507,7 @@ class Worker:
                     continue  # a thread took this turn before its token came up
             if type(item) is Connection:
                 conn = item
-                state = conn.serve()
+                state = serve(conn)
             else:
                 # The backlog's turn: this thread serves the first client itself, so a new
                 # client waits for the queue once, not twice; the loop accepts the rest.
@@ -421,7 +521,9 @@ class Worker:
                     continue
                 state = conn.on_readable()
                 if state == READY:
-                    state = conn.serve()
+                    if self.max_wait:
+                        self.ready_at[conn] = arrival(conn.sock, time.monotonic())
+                    state = serve(conn)
             if state == WAIT and not conn.closed and not self.draining:
                 # A kept-alive connection goes back to the selector from here, and the
                 # loop reads ``done`` when it next wakes, which is at the latest when
@@ -431,12 +533,28 @@ class Worker:
                     done.append((conn, REARMED))
                     try:
                         register(conn.fd, selectors.EVENT_READ, conn)
-                    except (KeyError, ValueError, OSError) as exc:
+                    except KeyError:
+                        # The fd was a connection's that the loop has just closed (on_readable
+                        # closes before the loop unregisters it), and this thread's accept got
+                        # the number again: the loop registers this one once it has let go.
+                        self.unwatched.add(conn)
+                        _wake(wake)
+                    except (ValueError, OSError) as exc:
                         log.error("could not watch connection %d again: %s", conn.fd, exc)
                         conn.close()
+                if self.shedding:
+                    _wake(wake)  # the loop counts free room only from ``done``: let it listen again
                 continue
             done.append((conn, state))
             _wake(wake)
+
+    def _serve_in_time(self, conn: Connection) -> Turn:
+        """A pool thread with --max-queue-wait: a request that waited too long gets a 503."""
+        now = time.monotonic()
+        waited = now - self.ready_at.pop(conn, now)
+        if waited > self.max_wait:
+            return self.shedder.shed(conn, "wait", waited)
+        return conn.serve()
 
     def _claim_turn(self, listener: Listener) -> bool:
         """Exactly one thread gets each turn: the first to look, or the one its token reaches."""
@@ -478,13 +596,27 @@ class Worker:
                 continue
             self.in_pool -= 1
             if state == REARMED:
-                if not item.closed:  # closed: its fd may be a new connection's already
+                if item in self.unwatched:
+                    self.unwatched.discard(item)
+                    self._watch_again(item)
+                elif not item.closed:  # closed: its fd may be a new connection's already
                     self.conns[item.fd] = item
             elif state == WAIT and not item.closed:
                 self.conns[item.fd] = item
                 self.sel.register(item.fd, selectors.EVENT_READ, item)
             self._after_request()
         self._update_listening()
+
+    def _watch_again(self, conn: Connection) -> None:
+        if conn.closed:
+            return
+        try:
+            self.sel.register(conn.fd, selectors.EVENT_READ, conn)
+        except (KeyError, ValueError, OSError) as exc:
+            log.error("could not watch connection %d again: %s", conn.fd, exc)
+            conn.close()
+            return
+        self.conns[conn.fd] = conn
 
     def _on_control(self) -> None:
         if not self.control_open:
@@ -562,7 +694,12 @@ class Worker:
 
     def _update_listening(self) -> None:
         held = len(self.conns) + self.in_pool
-        room = (not self.draining and not self.accept_queued
+        shedding = self._queue_full()
+        if shedding != self.shedding:
+            self.shedding = shedding
+            log.debug("worker %d: %s", self.pid, "queue full (--max-queue), not accepting" if shedding
+                      else "queue below --max-queue, accepting again")
+        room = (not self.draining and not self.accept_queued and not self.shedding
                 and time.monotonic() >= self.accept_paused_until
                 and (held < self.config.worker_connections
                      or any(c.environ is not None and c.is_idle for c in self.conns.values())))

@@ -1,0 +1,26 @@
+"""An app whose requests block until the test lets them go, for the load-shedding tests.
+
+``SHED_DIR`` (set by the test) holds ``calls``, to which every call of the app appends a
+line (``pid path?query``), so the test counts the app's calls and sees a request begin, and
+the gates: ``GET /block?NAME`` reads one byte from the FIFO ``SHED_DIR/NAME`` (which the test
+holds open) before it answers, so the test releases exactly the requests it means to. Every
+answer names the worker's pid.
+"""
+
+import os
+
+
+def app(environ, start_response):
+    folder = os.environ["SHED_DIR"]
+    path, query = environ["PATH_INFO"], environ["QUERY_STRING"]
+    with open(os.path.join(folder, "calls"), "a") as calls:
+        calls.write(f"{os.getpid()} {path}?{query}\n")
+    if path == "/block":
+        gate = os.open(os.path.join(folder, query), os.O_RDONLY)
+        try:
+            os.read(gate, 1)
+        finally:
+            os.close(gate)
+    body = f"pid={os.getpid()} {path}?{query}\n".encode()
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
+    return [body]
