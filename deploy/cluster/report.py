@@ -50,7 +50,8 @@ def print_report(results, bed: Bed, seconds: float, results_file: Path | None) -
     share_rows = shares(results)
     if share_rows:
         lines += ["", "Share of requests per host and worker during the steady load, from each "
-                      "host's `/metrics` (`sharedsock_requests_total`, labels `worker` and `pid`):", "", *share_rows]
+                      "host's `/metrics` (`sharedsock_requests_total`, labels `worker` and `pid`):",
+                  "", *share_rows]
     text = "\n".join(lines) + "\n"
     print(text, flush=True)
     if results_file is not None:

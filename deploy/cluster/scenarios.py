@@ -285,11 +285,13 @@ def overloaded_host(bed: Bed, result: Result, victim_index: int = 2) -> None:
             load.wait_responses(SETTLE * 24)
         result.outcomes = load.snapshot()
         result.require_clean()
-        host_shed = sum(metric(stable_text(host, app), "sharedsock_server_requests_shed_total") for app in APPS)
+        host_shed = sum(metric(stable_text(host, app), "sharedsock_server_requests_shed_total")
+                        for app in APPS)
         haproxy_count = haproxy_shed(bed, host) - haproxy_before
         nginx_count = bed.nginx.retried_after(503) - nginx_before
         result.notes.append(f"{host.name} shed {host_shed:g} requests with 503 (its "
-                            f"sharedsock_server_requests_shed_total); HAProxy retried {haproxy_count} of them "
+                            f"sharedsock_server_requests_shed_total); HAProxy retried {haproxy_count} "
+                            f"of them "
                             f"on another host, nginx {nginx_count}; the client saw none")
         if host_shed + haproxy_count + nginx_count == 0:
             result.fail(f"{host.name} shed nothing: the scenario did not overload it")
