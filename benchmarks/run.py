@@ -186,6 +186,7 @@ class ServerKind:
 # commits or edits landing in the working tree during a long run must not change the code
 # measured from one round to the next.
 SHAREDSOCK_SRC: Path | None = None
+BASELINE_SRC: Path | None = None  # --baseline-ref: the code sharedsock-base runs, for an A/B in one run
 
 
 def _sharedsock(sc, app, port, workers, threads, tmp) -> Launch:
@@ -204,10 +205,26 @@ def _sharedsock_metrics(sc, app, port, workers, threads, tmp) -> Launch:
     return launch
 
 
+def _sharedsock_base(sc, app, port, workers, threads, tmp) -> Launch:
+    launch = _sharedsock(sc, app, port, workers, threads, tmp)
+    launch.env["PYTHONPATH"] = os.pathsep.join([str(BASELINE_SRC), str(APPS)])
+    return launch
+
+
 def freeze_sharedsock(tmp: Path, ref: str | None) -> str:
     """Copy sharedsock/ (the working tree's, or ``ref``'s from git) to ``tmp``; describe it."""
     global SHAREDSOCK_SRC
-    dest = tmp / "sharedsock-src"
+    SHAREDSOCK_SRC, text = _freeze(tmp / "sharedsock-src", ref)
+    return text
+
+
+def freeze_baseline(tmp: Path, ref: str) -> str:
+    global BASELINE_SRC
+    BASELINE_SRC, text = _freeze(tmp / "sharedsock-base-src", ref)
+    return text
+
+
+def _freeze(dest: Path, ref: str | None) -> tuple[Path, str]:
     dest.mkdir()
     if ref:
         archive = subprocess.run(["git", "-C", str(REPO), "archive", ref, "sharedsock"],
@@ -225,8 +242,7 @@ def freeze_sharedsock(tmp: Path, ref: str | None) -> str:
     digest = hashlib.sha256()
     for path in sorted((dest / "sharedsock").rglob("*.py")):
         digest.update(path.relative_to(dest).as_posix().encode() + b"\0" + path.read_bytes())
-    SHAREDSOCK_SRC = dest
-    return f"{origin}, sha256 of its .py files {digest.hexdigest()[:12]}"
+    return dest, f"{origin}, sha256 of its .py files {digest.hexdigest()[:12]}"
 
 
 def _gunicorn_sync(sc, app, port, workers, threads, tmp) -> Launch:
@@ -291,6 +307,8 @@ SERVERS: dict[str, ServerKind] = {s.name: s for s in [
     ServerKind("sharedsock-metrics", False, True, _sharedsock_metrics,
                "sharedsock with --metrics-bind (request metrics on): not run by default; "
                "sharedsock / sharedsock-metrics - 1 is what counting costs"),
+    ServerKind("sharedsock-base", False, True, _sharedsock_base,
+               "sharedsock from --baseline-ref, interleaved with the working tree's: an A/B of a change"),
     ServerKind("gunicorn-sync", True, True, _gunicorn_sync, "gunicorn --worker-class sync (no threads, no keep-alive)"),
     ServerKind("gunicorn-gthread", True, True, _gunicorn_gthread, "gunicorn --worker-class gthread --threads T"),
     ServerKind("waitress", True, False, _waitress, "waitress-serve --threads T x workers (one process)"),
@@ -299,7 +317,7 @@ SERVERS: dict[str, ServerKind] = {s.name: s for s in [
 ]}
 
 
-DEFAULT_SERVERS = [name for name in SERVERS if name != "sharedsock-metrics"]
+DEFAULT_SERVERS = [name for name in SERVERS if name not in ("sharedsock-metrics", "sharedsock-base")]
 
 
 def applies(server: ServerKind, scenario: Scenario) -> bool:
@@ -1361,6 +1379,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--sharedsock-ref", metavar="REF", default=None,
                    help="measure sharedsock/ as of this git commit instead of a copy of the working "
                         "tree taken at the start")
+    p.add_argument("--baseline-ref", metavar="REF", default=None,
+                   help="also run sharedsock/ as of this git commit as server 'sharedsock-base', in the "
+                        "same rounds: the sharedsock / sharedsock-base ratio is a change's A/B")
     p.add_argument("--note", default="", help="a line printed at the top of the report")
     p.add_argument("--setup-only", action="store_true", help="install the tools, then exit")
     p.add_argument("--no-chart", action="store_true", help="skip the PNG chart")
@@ -1370,6 +1391,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = p.parse_args(argv)
     args.scenarios = _list(args.scenarios, ALL_SCENARIOS, "scenario", p)
     args.servers = _list(args.servers, list(SERVERS), "server", p)
+    if args.baseline_ref and "sharedsock-base" not in args.servers:
+        args.servers.insert(args.servers.index("sharedsock") + 1 if "sharedsock" in args.servers else 0,
+                            "sharedsock-base")
+    if "sharedsock-base" in args.servers and not args.baseline_ref:
+        p.error("server sharedsock-base needs --baseline-ref REF")
     if args.duration < 1 or args.rounds < 1 or args.warmup < 0:
         p.error("--duration and --rounds must be at least 1, --warmup at least 0")
     if args.workers is not None and args.workers < 1:
@@ -1460,6 +1486,14 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(tmp, ignore_errors=True)
             return 2
         log(f"sharedsock runs from {versions_start['sharedsock_source']}")
+    if args.baseline_ref:
+        try:
+            versions_start["sharedsock_base_source"] = freeze_baseline(tmp, args.baseline_ref)
+        except (subprocess.CalledProcessError, OSError) as exc:
+            print(f"benchmarks: cannot take sharedsock from {args.baseline_ref}: {exc}", file=sys.stderr)
+            shutil.rmtree(tmp, ignore_errors=True)
+            return 2
+        log(f"sharedsock-base runs from {versions_start['sharedsock_base_source']}")
         ctx.accelerator = versions_start["sharedsock_accelerator"] = accelerator_state(SHAREDSOCK_SRC)
     try:
         for rnd in range(1, args.rounds + 1):
