@@ -1486,6 +1486,7 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(tmp, ignore_errors=True)
             return 2
         log(f"sharedsock runs from {versions_start['sharedsock_source']}")
+        ctx.accelerator = versions_start["sharedsock_accelerator"] = accelerator_state(SHAREDSOCK_SRC)
     if args.baseline_ref:
         try:
             versions_start["sharedsock_base_source"] = freeze_baseline(tmp, args.baseline_ref)
@@ -1494,7 +1495,6 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(tmp, ignore_errors=True)
             return 2
         log(f"sharedsock-base runs from {versions_start['sharedsock_base_source']}")
-        ctx.accelerator = versions_start["sharedsock_accelerator"] = accelerator_state(SHAREDSOCK_SRC)
     try:
         for rnd in range(1, args.rounds + 1):
             log(f"round {rnd}/{args.rounds}")

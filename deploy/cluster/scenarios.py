@@ -187,11 +187,13 @@ def rolling_sigusr2(bed: Bed, result: Result) -> None:
     result.outcomes = load.snapshot()
     result.require_clean()
     for host in bed.hosts:
-        after = [o for o in result.outcomes if o.host == host.name and o.ended > done[host.name]]
+        # Sent after the old masters were gone: a response that merely arrived later may have
+        # been in flight on an old worker (the load threads note the time when they next run).
+        after = [o for o in result.outcomes if o.host == host.name and o.started > done[host.name]]
         stale = [o for o in after if o.release != "2"]
         if stale or not after:
-            result.fail(f"{host.name}: {len(stale)} of {len(after)} responses after its upgrade "
-                        f"were not release 2")
+            result.fail(f"{host.name}: {len(stale)} of {len(after)} requests sent after its upgrade "
+                        f"were not answered by release 2")
     old_code = sum(1 for o in result.outcomes if o.release == "1" and o.ended > written)
     result.notes.append(f"every host ends on release 2; {old_code} responses said release 1 after "
                         f"release 2 was on disk, from hosts not yet upgraded")
