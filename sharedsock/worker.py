@@ -95,6 +95,8 @@ class Worker:
         self.done: deque[tuple[Connection | Listener, int]] = deque()
         self.done_lock = threading.Lock()
         self.unwatched: set[Connection] = set()  # REARMED but not registered yet: see _pool_loop
+        # Handed to the pool from the selector and still registered there: see _on_lent.
+        self.lent: set[Connection] = set()
         self.threads: list[threading.Thread] = []
         self.ctx: ServerContext | None = None
         self.draining = False
@@ -303,6 +305,9 @@ class Worker:
             for key, _ in ready:
                 data = key.data
                 if type(data) is Connection:
+                    if conns.get(data.fd) is not data:
+                        self._on_lent(data)
+                        continue
                     state = data.on_readable()
                     if state == READY:
                         self._dispatch(data)
@@ -416,8 +421,7 @@ class Worker:
                 state = conn.serve()
                 self._after_request()
         if state == WAIT:
-            self.conns[conn.fd] = conn
-            self.sel.register(conn.fd, selectors.EVENT_READ, conn)
+            self._watch(conn)
         if len(self.conns) + self.in_pool >= self.config.worker_connections \
                 and not self._evict_idle():
             self._watch_listeners(False)
@@ -437,7 +441,10 @@ class Worker:
             if self.shedder.shed(conn, "queue", 0.0) == CLOSED:
                 self._forget(conn)
             return
-        self._unregister(conn)
+        # It stays registered (see _on_lent): the thread that serves a kept-alive request
+        # then hands it back without a system call.
+        del self.conns[conn.fd]
+        self.lent.add(conn)
         self._to_pool(conn, time.monotonic())
 
     def _to_pool(self, conn: Connection, ready_at: float) -> None:
@@ -492,6 +499,8 @@ class Worker:
 
     def _pool_loop(self) -> None:
         jobs, done, wake, register = self.jobs, self.done, self._wake_w, self.sel.register
+        watched = self.sel.get_map()
+        lent = self.lent
         done_lock = self.done_lock
         serve = self._serve_in_time if self.max_wait else Connection.serve
         while True:
@@ -531,20 +540,24 @@ class Worker:
                 # wanting the GIL, per request. ``done`` first: see _take_done.
                 with done_lock:
                     done.append((conn, REARMED))
-                    try:
-                        register(conn.fd, selectors.EVENT_READ, conn)
-                    except KeyError:
-                        # The fd was a connection's that the loop has just closed (on_readable
-                        # closes before the loop unregisters it), and this thread's accept got
-                        # the number again: the loop registers this one once it has let go.
+                    lent.discard(conn)
+                    key = watched.get(conn.fd)
+                    if key is None:
+                        try:
+                            register(conn.fd, selectors.EVENT_READ, conn)
+                        except (ValueError, OSError) as exc:
+                            log.error("could not watch connection %d again: %s", conn.fd, exc)
+                            conn.close()
+                    elif key.data is not conn:
+                        # The fd was a connection's that has just been closed and not yet
+                        # unregistered, and this thread's accept got the number again: the
+                        # loop registers this one once it has let go of the old one.
                         self.unwatched.add(conn)
                         _wake(wake)
-                    except (ValueError, OSError) as exc:
-                        log.error("could not watch connection %d again: %s", conn.fd, exc)
-                        conn.close()
                 if self.shedding:
                     _wake(wake)  # the loop counts free room only from ``done``: let it listen again
                 continue
+            lent.discard(conn)
             done.append((conn, state))
             _wake(wake)
 
@@ -598,25 +611,61 @@ class Worker:
             if state == REARMED:
                 if item in self.unwatched:
                     self.unwatched.discard(item)
-                    self._watch_again(item)
-                elif not item.closed:  # closed: its fd may be a new connection's already
+                    self._watch(item)
+                elif not item.closed:
                     self.conns[item.fd] = item
+                else:
+                    self._drop_key(item)
             elif state == WAIT and not item.closed:
-                self.conns[item.fd] = item
-                self.sel.register(item.fd, selectors.EVENT_READ, item)
+                self._watch(item)
+            else:
+                self._drop_key(item)
             self._after_request()
         self._update_listening()
 
-    def _watch_again(self, conn: Connection) -> None:
+    def _watch(self, conn: Connection) -> None:
+        """The loop owns ``conn`` from now on and watches it, unless it is closed.
+
+        A connection the pool closed stays registered until its entry in ``done``
+        is taken, and its fd number may be a new connection's already: a key that
+        is not ``conn``'s is such a leftover (two open sockets never share a number).
+        """
         if conn.closed:
             return
-        try:
-            self.sel.register(conn.fd, selectors.EVENT_READ, conn)
-        except (KeyError, ValueError, OSError) as exc:
-            log.error("could not watch connection %d again: %s", conn.fd, exc)
-            conn.close()
-            return
+        key = self.sel.get_map().get(conn.fd)
+        if key is None or key.data is not conn:
+            try:
+                if key is not None:
+                    self.sel.unregister(conn.fd)
+                self.sel.register(conn.fd, selectors.EVENT_READ, conn)
+            except (KeyError, ValueError, OSError) as exc:
+                log.error("could not watch connection %d: %s", conn.fd, exc)
+                conn.close()
+                return
         self.conns[conn.fd] = conn
+
+    def _drop_key(self, conn: Connection) -> None:
+        """A connection the pool closed or gave up: its registration, if still there, goes."""
+        key = self.sel.get_map().get(conn.fd)
+        if key is not None and key.data is conn:
+            self.sel.unregister(conn.fd)
+
+    def _on_lent(self, conn: Connection) -> None:
+        """An event for a connection that is not the loop's: a pool thread has it, or has
+        just handed it back (its entry in ``done`` not taken yet), or closed it.
+
+        A connection handed to the pool stays registered, so that a kept-alive one
+        comes back without unregistering and registering again. Its events belong to
+        the thread serving it, and this loop must not read it; but the selector reports
+        them (level-triggered) until someone reads, so the first one unregisters it and
+        the thread registers it again when it is done. A connection already handed
+        back is left alone: its event comes again in the next pass, once it is in
+        ``conns``.
+        """
+        with self.done_lock:
+            if conn in self.lent or conn.closed:
+                self.lent.discard(conn)
+                self._drop_key(conn)
 
     def _on_control(self) -> None:
         if not self.control_open:
@@ -753,8 +802,7 @@ class Worker:
                     break
                 self.accepted += 1
                 room -= 1
-                self.conns[conn.fd] = conn
-                self.sel.register(conn.fd, selectors.EVENT_READ, conn)
+                self._watch(conn)
 
     def _shutdown(self) -> None:
         for conn in list(self.conns.values()):
