@@ -14,6 +14,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -41,6 +42,34 @@ def wait_for(condition, timeout: float = DEADLINE, interval: float = 0.05, messa
             raise AssertionError(f"timed out after {timeout}s waiting for {message}")
         time.sleep(interval)
 
+
+
+class BackgroundLoop:
+    """Runs ``step()`` over and over in a daemon thread while the ``with`` block runs: the
+    constant traffic or probing a test counts while it does something to the server."""
+
+    def __init__(self) -> None:
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join(DEADLINE * 2)
+
+    def pause(self, seconds: float) -> None:
+        """Wait between steps, cut short by the end of the block."""
+        self._stop.wait(seconds)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.step()
+
+    def step(self) -> None:
+        raise NotImplementedError
 
 class Server:
     """A sharedsock process started from the command line, as a user would."""

@@ -16,7 +16,6 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import urllib.parse
 from http.cookies import SimpleCookie
 from pathlib import Path
@@ -24,7 +23,7 @@ from pathlib import Path
 import pytest
 
 import sharedsock
-from conftest import DEADLINE, wait_for
+from conftest import DEADLINE, BackgroundLoop, wait_for
 from sharedsock.config import OPTIONS
 from sharedsock.integrations.django.binds import addrport_to_bind
 
@@ -148,38 +147,28 @@ def open_files(pid: int) -> list[str]:
     return files
 
 
-class Poller:
+class Poller(BackgroundLoop):
     """GET a path on fresh connections in a background thread; every failure is recorded."""
 
     def __init__(self, server, path: str) -> None:
+        super().__init__()
         self.client = Client(server)
         self.path = path
         self.ok = 0
         self.last: Response | None = None
         self.failures: list[str] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def __enter__(self) -> Poller:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join(DEADLINE)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                response = self.client.get(self.path)
-            except Exception as exc:
-                self.failures.append(repr(exc))
-                continue
-            if response.status != 200:
-                self.failures.append(f"status {response.status}: {response.text[:300]}")
-            else:
-                self.ok += 1
-                self.last = response
+    def step(self) -> None:
+        try:
+            response = self.client.get(self.path)
+        except Exception as exc:
+            self.failures.append(repr(exc))
+            return
+        if response.status != 200:
+            self.failures.append(f"status {response.status}: {response.text[:300]}")
+        else:
+            self.ok += 1
+            self.last = response
 
     def wait_for_json(self, key: str, value, server) -> None:
         def seen():

@@ -4,48 +4,37 @@ from __future__ import annotations
 
 import os
 import signal
-import threading
 
 import pytest
 
-from conftest import http_get, pid_of, process_alive, wait_for
+from conftest import BackgroundLoop, http_get, pid_of, process_alive, wait_for
 
 
 def _serve_args(method: str, *extra: str) -> list[str]:
     return ["--bind", "127.0.0.1:0", "--start-method", method, *extra, "testapp:app"]
 
 
-class RequestLoop:
+class RequestLoop(BackgroundLoop):
     """Fresh-connection requests in a background thread; records every failure."""
 
     def __init__(self, server, path: str = "/") -> None:
+        super().__init__()
         self.server = server
         self.path = path
         self.ok = 0
         self.failures: list[str] = []
         self.pids: list[int] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def __enter__(self) -> RequestLoop:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join(60)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                status, _, body = http_get(self.server, self.path, timeout=30)
-                if status != 200:
-                    self.failures.append(f"status {status}")
-                else:
-                    self.ok += 1
-                    self.pids.append(pid_of(body))
-            except Exception as exc:
-                self.failures.append(repr(exc))
+    def step(self) -> None:
+        try:
+            status, _, body = http_get(self.server, self.path, timeout=30)
+            if status != 200:
+                self.failures.append(f"status {status}")
+            else:
+                self.ok += 1
+                self.pids.append(pid_of(body))
+        except Exception as exc:
+            self.failures.append(repr(exc))
 
     def wait_for_requests(self, count: int) -> None:
         target = self.ok + count

@@ -6,13 +6,12 @@ import os
 import re
 import signal
 import socket
-import threading
 
 import pytest
 from test_drain_under_load import Load
 from test_health_metrics import get, status_url
 
-from conftest import DEADLINE, http_get, wait_for
+from conftest import DEADLINE, BackgroundLoop, http_get, wait_for
 
 _MASTER = re.compile(r"sharedsock \S+, master pid (\d+)")
 
@@ -133,31 +132,21 @@ def test_sigusr2_twice_or_during_a_reload_is_refused(start_server, tmp_path):
     stop_master(master)
 
 
-class ReadinessProbe:
+class ReadinessProbe(BackgroundLoop):
     """A balancer's health check: /readyz on a new connection, over and over, every answer kept."""
 
     def __init__(self, url: str) -> None:
+        super().__init__()
         self.url = url
         self.answers: list[object] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def __enter__(self) -> ReadinessProbe:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join(DEADLINE)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                status, _ = get(self.url, "/readyz")
-                self.answers.append(status)
-            except OSError as exc:
-                self.answers.append(repr(exc))
-            self._stop.wait(0.02)
+    def step(self) -> None:
+        try:
+            status, _ = get(self.url, "/readyz")
+            self.answers.append(status)
+        except OSError as exc:
+            self.answers.append(repr(exc))
+        self.pause(0.02)
 
 
 @pytest.mark.parametrize("method", ["fork", "spawn"])
