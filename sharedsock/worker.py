@@ -437,7 +437,7 @@ class Worker:
                 self._forget(conn)
             self._after_request()
             return
-        if self._queue_full():
+        if self.max_queue is not None and self._queue_full():
             if self.shedder.shed(conn, "queue", 0.0) == CLOSED:
                 self._forget(conn)
             return
@@ -445,14 +445,14 @@ class Worker:
         # then hands it back without a system call.
         del self.conns[conn.fd]
         self.lent.add(conn)
-        self._to_pool(conn, time.monotonic())
+        self._to_pool(conn, time.monotonic() if self.max_wait else 0.0)
 
     def _to_pool(self, conn: Connection, ready_at: float) -> None:
         if self.max_wait:
             self.ready_at[conn] = ready_at
         self.in_pool += 1
         self.jobs.put(conn)
-        if not self.shedding and self._queue_full():
+        if self.max_queue is not None and not self.shedding and self._queue_full():
             self._update_listening()
 
     def _queue_full(self) -> bool:
