@@ -288,6 +288,23 @@ def process_alive(pid: int) -> bool:
     return True
 
 
+def stop_process_group(proc: subprocess.Popen) -> None:
+    """Stop a peer (nginx, HAProxy) started with ``start_new_session``: SIGTERM, then SIGKILL
+    to its whole group, so a worker that outlives its master cannot hold the port."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(DEADLINE)
+        except subprocess.TimeoutExpired:
+            pass
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    if proc.poll() is None:
+        proc.wait(10)
+
+
 def debian_binary(name: str, package: str) -> str:
     """A peer's program (nginx, haproxy), installed with apt-get when missing; skips, saying
     why, only where it cannot be had."""

@@ -9,7 +9,6 @@ buffer once the client's TCP stack reports it acknowledged.
 from __future__ import annotations
 
 import os
-import signal
 import socket
 import struct
 import subprocess
@@ -21,7 +20,16 @@ from pathlib import Path
 import pytest
 from test_health_metrics import scrape, status_url
 
-from conftest import DEADLINE, SHAREDSOCK, ResponseReader, debian_binary, http_get, pid_of, wait_for
+from conftest import (
+    DEADLINE,
+    SHAREDSOCK,
+    ResponseReader,
+    debian_binary,
+    http_get,
+    pid_of,
+    stop_process_group,
+    wait_for,
+)
 
 QUEUE_FULL = r"worker {pid}: queue full \(--max-queue\), not accepting"
 
@@ -464,9 +472,4 @@ def test_haproxy_retries_a_shed_request_on_another_server(start_server, gates, t
         print((tmp_path / "haproxy.log").read_text())
         raise
     finally:
-        proc.terminate()
-        try:
-            proc.wait(DEADLINE)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(10)
+        stop_process_group(proc)

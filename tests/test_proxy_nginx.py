@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import pwd
-import signal
 import socket
 import subprocess
 from pathlib import Path
@@ -25,6 +24,7 @@ from conftest import (
     module_server,
     parse_response,
     read_until_close,
+    stop_process_group,
     wait_for,
 )
 
@@ -136,18 +136,7 @@ class Nginx:
         return status == 204
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(DEADLINE)
-            except subprocess.TimeoutExpired:
-                pass
-        try:
-            os.killpg(self.proc.pid, signal.SIGKILL)  # its worker, should it outlive the master
-        except ProcessLookupError:
-            pass
-        if self.proc.poll() is None:
-            self.proc.wait(10)
+        stop_process_group(self.proc)
         wait_for(lambda: not _group_alive(self.proc.pid), message="nginx's processes to be gone")
 
 

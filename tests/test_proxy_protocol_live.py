@@ -8,8 +8,6 @@ or 127.0.0.3, which ``--forwarded-allow-ips`` trusts in the servers that need it
 from __future__ import annotations
 
 import json
-import os
-import signal
 import socket
 import struct
 import subprocess
@@ -26,6 +24,7 @@ from conftest import (
     module_server,
     parse_response,
     read_until_close,
+    stop_process_group,
     wait_for,
 )
 from sharedsock.proxy_protocol import V2_SIGNATURE
@@ -250,18 +249,7 @@ class HAProxy:
         return True
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(DEADLINE)
-            except subprocess.TimeoutExpired:
-                pass
-        try:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        if self.proc.poll() is None:
-            self.proc.wait(10)
+        stop_process_group(self.proc)
 
 
 class _BindFailed(Exception):
