@@ -1501,7 +1501,10 @@ def main(argv: list[str] | None = None) -> int:
             for scenario in scenarios:
                 if base_name(scenario.name) == "db-10ms":
                     ctx.baselines.append(sleep_baseline(ctx, rnd, scenario.threads * workers))
-                for name in servers:
+                # Odd rounds run the servers in the order given, even rounds in reverse, so
+                # a server's place in the round (the machine's state after the one before it)
+                # does not bias every ratio the same way.
+                for name in servers if rnd % 2 else servers[::-1]:
                     kind = SERVERS[name]
                     if applies(kind, scenario):
                         ctx.runs.append(measure(ctx, rnd, scenario, kind))

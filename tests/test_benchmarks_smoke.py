@@ -56,6 +56,24 @@ def test_benchmark_command_runs_end_to_end(tmp_path):
     assert "## Machine" in report and "## Commands" in report
 
 
+def test_benchmark_rounds_alternate_the_server_order(tmp_path):
+    """A server's place in a round must not bias its ratio the same way every round."""
+    cmd = [sys.executable, str(RUN), "--duration", "1", "--rounds", "2", "--warmup", "0",
+           "--scenarios", "hello-keepalive", "--servers", "sharedsock,sharedsock-metrics",
+           "--threads", "1", "--output", str(tmp_path), "--no-chart"]
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=240)
+    if proc.returncode == EXIT_NO_WRK:
+        reason = "wrk is not installed and could not be installed: " + proc.stderr.strip()
+        print(reason)
+        pytest.skip(reason)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    data = json.loads((tmp_path / "latest.json").read_text())
+    order = [(r["round"], r["server"]) for r in data["runs"]]
+    assert order == [(1, "sharedsock"), (1, "sharedsock-metrics"),
+                     (2, "sharedsock-metrics"), (2, "sharedsock")]
+    assert "M1-t1" in {t["id"] for t in data["targets"]}
+
+
 @pytest.mark.parametrize("args, message", [
     (["--fairness-workers", "0"], "--fairness-workers values must be at least 2"),
     (["--fairness-workers", "1,2"], "--fairness-workers values must be at least 2"),
