@@ -385,7 +385,7 @@ class Connection:
 
     # -- the request body --------------------------------------------------
 
-    def next_chunk(self) -> bytes:
+    def next_chunk(self) -> bytes | memoryview:
         """``wsgi.input``'s source: the next piece of the body, received as the app reads it."""
         exchange = self.exchange
         if exchange.expecting:

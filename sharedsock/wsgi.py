@@ -124,13 +124,15 @@ class InputStream(io.RawIOBase):
     """``wsgi.input``: reads pull from ``next_chunk`` (``b""`` at the end of the body).
 
     At most one received chunk is held at a time; a read position into it
-    avoids copying the rest of the chunk on every small read.
+    avoids copying the rest of the chunk on every small read. A chunk may be a
+    memoryview of the received bytes (a large body arriving with its head): a
+    read copies out of it once, into the bytes it returns.
     """
 
-    def __init__(self, next_chunk: Callable[[], bytes]) -> None:
+    def __init__(self, next_chunk: Callable[[], bytes | memoryview]) -> None:
         super().__init__()
         self._next_chunk = next_chunk
-        self._buffer = b""
+        self._buffer: bytes | memoryview = b""
         self._pos = 0
         self._eof = False
 
@@ -153,7 +155,7 @@ class InputStream(io.RawIOBase):
         buf, pos = self._buffer, self._pos
         if size is not None and 0 <= size <= len(buf) - pos:
             self._pos = pos + size
-            return buf[pos:pos + size]
+            return bytes(buf[pos:pos + size]) if type(buf) is memoryview else buf[pos:pos + size]
         # Collect pieces and join once: growing one bytes object would copy it per chunk.
         parts = [buf[pos:]] if pos < len(buf) else []
         need = -1 if size is None or size < 0 else size - (len(buf) - pos)
@@ -181,6 +183,8 @@ class InputStream(io.RawIOBase):
         total = 0
         while limit < 0 or total < limit:
             buf, pos = self._buffer, self._pos
+            if type(buf) is memoryview:  # lines are looked for in bytes
+                buf = self._buffer = bytes(buf)
             end = buf.find(b"\n", pos)
             stop = len(buf) if end == -1 else end + 1
             if 0 <= limit < total + stop - pos:

@@ -184,7 +184,7 @@ def run(parser: RequestParser, pieces) -> tuple[list[dict], int | None, list]:
                            "content_length": payload.content_length,
                            "expect_continue": payload.expect_continue}
             elif kind == DATA:
-                assert current is not None and isinstance(payload, bytes)
+                assert current is not None and isinstance(payload, (bytes, memoryview))
                 current["body"] += payload
             elif kind == END:
                 assert current is not None
@@ -284,6 +284,23 @@ def test_unlimited_body():
     requests, error, _ = run(RequestParser(limits),
                              [b"POST / HTTP/1.1\r\n" + H + b"Content-Length: 5000\r\n\r\n" + body])
     assert error is None and requests[0]["body"] == body
+
+
+def test_large_body_with_its_head_is_a_view_of_the_received_bytes():
+    """A body arriving with its head is not copied off it (nor fed to llhttp, which copies too);
+    a request pipelined behind it still parses."""
+    parser = RequestParser()
+    body = bytes(range(256)) * 256  # 64 KiB
+    data = (b"POST / HTTP/1.1\r\n" + H + b"Content-Length: 65536\r\n\r\n" + body
+            + b"GET /next HTTP/1.1\r\n" + H + b"\r\n")
+    events = parser.feed(data)
+    kinds = [kind for kind, _ in events]
+    assert kinds == [HEAD, DATA, END, HEAD, END]
+    piece = events[1][1]
+    assert isinstance(piece, memoryview) and piece.obj is data and bytes(piece) == body
+    assert events[3][1].target == b"/next"
+    small = parser.feed(b"POST / HTTP/1.1\r\n" + H + b"Content-Length: 3\r\n\r\nabc")
+    assert [(kind, bytes(p) if kind == DATA else None) for kind, p in small[1:]] == [(DATA, b"abc"), (END, None)]
 
 
 def test_endless_header_is_cut_off_with_bounded_buffering():

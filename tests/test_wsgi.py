@@ -274,16 +274,19 @@ def test_check_start_response_accepts_and_notes():
     assert rsp.check_start_response("204 No Content", [("Content-Length", "0")]).content_length is None
 
 
+@pytest.mark.parametrize("views", [False, True], ids=["bytes", "memoryview"])
 @pytest.mark.parametrize("seed", range(5))
-def test_input_stream_any_mix_of_reads_returns_the_body_once(seed):
-    """Random reads of random sizes over randomly split chunks give back exactly the body."""
+def test_input_stream_any_mix_of_reads_returns_the_body_once(seed, views):
+    """Random reads of random sizes over randomly split chunks give back exactly the body, as bytes,
+    whether the chunks are bytes or views of the received bytes (a large body with its head)."""
     import random
 
     rng = random.Random(seed)
     for _ in range(300):
         body = b"".join(rng.choice([b"a", b"bb", b"\n", b"ccc\n", b"x" * 50]) for _ in range(rng.randint(0, 300)))
         cuts = sorted(rng.sample(range(1, len(body)), min(len(body) - 1, rng.randint(0, 20)))) if body else []
-        pieces = iter([body[a:b] for a, b in zip([0] + cuts, cuts + [len(body)])] if body else [])
+        source = memoryview(body) if views else body
+        pieces = iter([source[a:b] for a, b in zip([0] + cuts, cuts + [len(body)])] if body else [])
         stream = InputStream(lambda pieces=pieces: next(pieces, b""))
         out = []
         while True:
@@ -304,6 +307,7 @@ def test_input_stream_any_mix_of_reads_returns_the_body_once(seed):
                 data = bytes(buf[:stream.readinto(buf)])
             else:
                 data = stream.read()
+            assert type(data) is bytes, op
             out.append(data)
             if op == "rest" or (op == "readline" and not data):
                 break

@@ -205,7 +205,7 @@ class Exchange:
         self.expecting = False
         return rsp.CONTINUE if self.response < STARTED else _EMPTY
 
-    def read_body(self) -> bytes | None:
+    def read_body(self) -> bytes | memoryview | None:
         """The next piece of the body (b"" at its end), or None: receive more first.
 
         Raises the ProtocolError that makes the body unusable, again on every later call.
