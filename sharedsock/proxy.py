@@ -78,10 +78,12 @@ def apply_proxy_headers(environ: dict, trusted: TrustedProxies) -> None:
     # Proto, host and port carry no address to walk: the rightmost value is the one the
     # nearest proxy wrote (an overwriting proxy leaves only its own; an appending one adds
     # it last). Anything left of it may come from the client, so it is never a fallback.
-    scheme = _valid_scheme(_rightmost(environ.get("HTTP_X_FORWARDED_PROTO"))) if trusted.x_proto else None
-    host = _valid_host(_rightmost(environ.get("HTTP_X_FORWARDED_HOST"))) if trusted.x_host else None
-    port = _valid_port(_rightmost(environ.get("HTTP_X_FORWARDED_PORT"))) if trusted.x_port else None
-    _set_origin(environ, scheme, host, port)
+    proto = environ.get("HTTP_X_FORWARDED_PROTO") if trusted.x_proto else None
+    host = environ.get("HTTP_X_FORWARDED_HOST") if trusted.x_host else None
+    port = environ.get("HTTP_X_FORWARDED_PORT") if trusted.x_port else None
+    if proto or host or port:  # most requests, even through a proxy, carry none of them
+        _set_origin(environ, _valid_scheme(_rightmost(proto)), _valid_host(_rightmost(host)),
+                    _valid_port(_rightmost(port)))
 
 
 def _walk(hops: list[str | None], trusted: TrustedProxies) -> tuple[int, str | None]:
