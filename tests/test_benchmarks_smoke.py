@@ -20,17 +20,22 @@ VENV = REPO / "benchmarks" / ".venv"
 EXIT_NO_WRK = 75  # run.py's code for "wrk is missing and apt-get could not install it"
 
 
-def test_benchmark_command_runs_end_to_end(tmp_path):
-    venv_existed = VENV.exists()
-    cmd = [sys.executable, str(RUN), "--duration", "1", "--rounds", "1", "--warmup", "0",
-           "--scenarios", "hello-keepalive", "--servers", "sharedsock", "--threads", "1,2",
-           "--output", str(tmp_path), "--no-chart"]
+def _run(cmd: list[str]) -> None:
+    """Run the suite's command; skip, saying why, when wrk cannot be had on this machine."""
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=240)
     if proc.returncode == EXIT_NO_WRK:
         reason = "wrk is not installed and could not be installed: " + proc.stderr.strip()
         print(reason)
         pytest.skip(reason)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_benchmark_command_runs_end_to_end(tmp_path):
+    venv_existed = VENV.exists()
+    cmd = [sys.executable, str(RUN), "--duration", "1", "--rounds", "1", "--warmup", "0",
+           "--scenarios", "hello-keepalive", "--servers", "sharedsock", "--threads", "1,2",
+           "--output", str(tmp_path), "--no-chart"]
+    _run(cmd)
     assert VENV.exists() == venv_existed, "the smoke run must not build the peers' venv"
 
     data = json.loads((tmp_path / "latest.json").read_text())
@@ -61,12 +66,7 @@ def test_benchmark_rounds_alternate_the_server_order(tmp_path):
     cmd = [sys.executable, str(RUN), "--duration", "1", "--rounds", "2", "--warmup", "0",
            "--scenarios", "hello-keepalive", "--servers", "sharedsock,sharedsock-metrics",
            "--threads", "1", "--output", str(tmp_path), "--no-chart"]
-    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=240)
-    if proc.returncode == EXIT_NO_WRK:
-        reason = "wrk is not installed and could not be installed: " + proc.stderr.strip()
-        print(reason)
-        pytest.skip(reason)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
+    _run(cmd)
     data = json.loads((tmp_path / "latest.json").read_text())
     order = [(r["round"], r["server"]) for r in data["runs"]]
     assert order == [(1, "sharedsock"), (1, "sharedsock-metrics"),

@@ -6,13 +6,12 @@ from __future__ import annotations
 import os
 import re
 import signal
-import threading
 
 import pytest
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from test_health_metrics import get, status_url
-from test_status_view import _load
+from test_status_view import kept_busy
 
 from conftest import DEADLINE, debian_binary, wait_for
 
@@ -68,11 +67,7 @@ def test_the_page_shows_the_workers_and_charts_their_rates_under_load(start_serv
                            "testapp:app"], workers=2)
     url = status_url(server)
     pids = set(server.booted_pids())
-    stop = threading.Event()
-    loaders = [threading.Thread(target=_load, args=(server, stop), daemon=True) for _ in range(4)]
-    for loader in loaders:
-        loader.start()
-    try:
+    with kept_busy(server):
         browser.get(url + "/")
         assert browser.title == "sharedsock status"
         rows = wait_for(lambda: (r := _rows(browser)) and set(r) == pids and r,
@@ -98,8 +93,4 @@ def test_the_page_shows_the_workers_and_charts_their_rates_under_load(start_serv
         wait_for(lambda: set(_rows(browser)) == pids - {victim} | {replacement},
                  message="the replacement's row instead of the killed worker's")
         assert browser.execute_script("return document.getElementById('error').textContent") == ""
-    finally:
-        stop.set()
-        for loader in loaders:
-            loader.join(DEADLINE)
     assert server.stop() == 0

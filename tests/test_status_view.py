@@ -14,6 +14,7 @@ import subprocess
 import sys
 import termios
 import threading
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -111,15 +112,26 @@ def _load(server, stop: threading.Event) -> None:
                 return
 
 
+@contextmanager
+def kept_busy(server, clients: int = 4):
+    """``clients`` threads sending keep-alive requests back to back while the block runs."""
+    stop = threading.Event()
+    loaders = [threading.Thread(target=_load, args=(server, stop), daemon=True) for _ in range(clients)]
+    for loader in loaders:
+        loader.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        for loader in loaders:
+            loader.join(DEADLINE)
+
+
 def test_rates_history_and_totals_across_a_reload(start_server):
     server = start_server(_metrics_args("fork", "127.0.0.1:0"), workers=2)
     url = status_url(server)
     old = set(server.booted_pids())
-    stop = threading.Event()
-    loaders = [threading.Thread(target=_load, args=(server, stop), daemon=True) for _ in range(4)]
-    for loader in loaders:
-        loader.start()
-    try:
+    with kept_busy(server):
         busy = wait_for(lambda: (s := snapshot(url))["totals"]["requests_per_second"] > 0 and
                         all(w["requests"] for w in s["workers"]) and s,
                         message="a request rate above 0, and every worker serving")
@@ -131,10 +143,6 @@ def test_rates_history_and_totals_across_a_reload(start_server):
         after = wait_for(lambda: (s := snapshot(url))["workers"] and
                          {w["generation"] for w in s["workers"]} == {2} and
                          s["totals"]["requests_per_second"] > 0 and s, message="generation 2 serving")
-    finally:
-        stop.set()
-        for loader in loaders:
-            loader.join(DEADLINE)
     assert after["master"]["generation"] == 2 and after["master"]["reloads"] == 1
     assert after["totals"]["requests"] > before  # the old generation's requests stay counted
     series = {s["pid"]: s for s in after["history"]["series"]}
