@@ -1,13 +1,15 @@
 """Sans-I/O HTTP/1.1 request parser: bytes in, events out.
 
 llhttp (through httptools) parses each request head and is strict about its
-syntax; it is fed the head and, for a Content-Length body, exactly that many
-bytes, so it always stops where we do. Chunked framing is decoded here by a
-small state machine, because llhttp refuses chunk extensions with the whitespace RFC
-9112 7.1.1 allows and cannot refuse an oversized chunk before its data
-arrives. The rest is policy llhttp leaves to us: limits, versions, request
-target and Host syntax, Transfer-Encoding lists, trailers, and the rule that
-nothing after an invalid request is ever served. Keeping it all here, away from
+syntax; it is fed the head's bytes and nothing else, so it always stops where we
+do, and a fresh one takes the next head after a request with a body. Bodies are
+framed here: a Content-Length body is counted (feeding it to llhttp would copy
+it once more), and chunked framing is decoded by a small state machine, because
+llhttp refuses chunk extensions with the whitespace RFC 9112 7.1.1 allows and
+cannot refuse an oversized chunk before its data arrives. The rest is policy
+llhttp leaves to us: limits, versions, request target and Host syntax,
+Transfer-Encoding lists, trailers, and the rule that nothing after an invalid
+request is ever served. Keeping it all here, away from
 sockets, lets the tests feed a request whole, byte by byte or in random pieces.
 """
 
@@ -395,9 +397,8 @@ class RequestParser:
         self._events.append((HEAD, head))
 
     def on_body(self, data: bytes) -> None:
-        if self._state != _LENGTH:
-            self._fail(400, "malformed request head")  # llhttp is fed no other body
-        self._events.append((DATA, data))
+        # llhttp is fed heads only: a body it reports means its framing and ours disagree.
+        self._fail(400, "malformed request head")
 
     def on_message_complete(self) -> None:
         self._message_done = True
