@@ -29,13 +29,14 @@ from .logs import AccessLog, AccessRecord, log
 from .proxy import TrustedProxies, apply_proxy_headers
 from .proxy_protocol import ProxyHeaderError, ProxyHeaderReader
 from .requeststats import RequestStats
-from .sockio import READ_SIZE, ClientGone, ClientTimeout, recv_some, send_all, send_file
+from .sockio import READ_SIZE, ClientGone, ClientTimeout, recv_some, send_all, send_file, send_pair
 from .tls import TLSError, TLSSocket, client_subject, https_base
 from .wsgi import EMPTY_INPUT, FileWrapper, InputStream, build_environ
 
 # What serve() and on_readable() report to the worker loop (Turn is owned by http.exchange).
 WAIT, READY, CLOSED = Turn.WAIT, Turn.READY, Turn.CLOSED
 
+_JOIN_MAX = 16384  # a first body piece up to this size is joined to the head: cheaper than sendmsg
 LINGER_TIME = 2.0  # after a close with input possibly unread: how long to keep discarding it
 
 __all__ = ["CLOSED", "READY", "WAIT", "Connection", "ServerContext", "Turn"]
@@ -442,11 +443,11 @@ class Connection:
             return
         exchange = self.exchange
         if exchange.response < STARTED:
-            data = exchange.head_with(data, self.ctx.draining)
+            head, first = exchange.head_with(data, self.ctx.draining)
             if exchange.overrun:
                 self._log_overrun()
             self.before_send(False)
-            send_all(self.sock, data, self.ctx.body_timeout, self.ctx.min_body_rate)
+            self._send_head(head, first)
             return
         if exchange.overrun:
             return
@@ -498,10 +499,30 @@ class Connection:
         if exchange.overrun:
             self._log_overrun()
         self.before_send(True)
-        send_all(self.sock, whole, self.ctx.body_timeout, self.ctx.min_body_rate)
+        head, body = whole
+        if len(body) <= _JOIN_MAX:  # nearly always: _send_head's choice, one call saved
+            ctx = self.ctx
+            send_all(self.sock, head + body if body else head, ctx.body_timeout, ctx.min_body_rate)
+        else:
+            self._send_head(head, body)
         if exchange.underrun:
             self._log_underrun()
         return True
+
+    def _send_head(self, head: bytes, body: bytes) -> None:
+        """The head and the first body bytes, in one send: joined if small, else side by side.
+
+        Joining copies the body; a large one, held once per pool thread, was what a
+        worker's RSS grew by. TLS cannot send side by side: there each goes alone.
+        """
+        ctx = self.ctx
+        if len(body) <= _JOIN_MAX:
+            send_all(self.sock, head + body if body else head, ctx.body_timeout, ctx.min_body_rate)
+        elif self.tls:
+            send_all(self.sock, head, ctx.body_timeout, ctx.min_body_rate)
+            send_all(self.sock, body, ctx.body_timeout, ctx.min_body_rate)
+        else:
+            send_pair(self.sock, head, body, ctx.body_timeout, ctx.min_body_rate)
 
     def _try_sendfile(self, wrapper: FileWrapper) -> bool:
         if self.tls:

@@ -140,6 +140,28 @@ def send_all(sock: socket.socket, data: bytes | memoryview, timeout: float, min_
         raise ClientGone() from None
 
 
+def send_pair(sock: socket.socket, head: bytes, body: bytes, timeout: float, min_rate: int = 0) -> None:
+    """``head`` then ``body`` with sendmsg, never joined (see ``send_all`` for the rest)."""
+    sent = 0
+    total = len(head) + len(body)
+    parts: tuple[bytes | memoryview, ...]
+    try:
+        while sent < total:
+            if sent < len(head):
+                parts = (memoryview(head)[sent:], body) if sent else (head, body)
+            else:
+                parts = (memoryview(body)[sent - len(head):],)
+            try:
+                sent += sock.sendmsg(parts)
+            except BlockingIOError:
+                _wait_writable(sock.fileno(), timeout, min_rate)
+    except ClientTimeout as error:
+        error.sent = sent
+        raise
+    except OSError:
+        raise ClientGone() from None
+
+
 def send_file(sock: socket.socket, fd: int, offset: int, count: int, timeout: float,
               min_rate: int = 0) -> int:
     """Zero-copy ``count`` bytes of a regular file from ``offset``; returns bytes sent."""

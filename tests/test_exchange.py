@@ -97,16 +97,16 @@ def respond(ex: Exchange, status: str = "200 OK", headers: list | None = None, b
     out = []
     if whole:
         data = b"".join(body)
-        first = ex.whole_body(data, draining)
-        if first is not None:
+        whole = ex.whole_body(data, draining)
+        if whole is not None:
             assert ex.response == Response.DONE
-            return first  # nothing left to finish
+            return b"".join(whole)  # nothing left to finish
     else:
         for data in body:
             if ex.overrun:
                 break
             if ex.response < Response.STARTED:
-                out.append(ex.head_with(data, draining))
+                out.extend(ex.head_with(data, draining))
             else:
                 out.append(ex.frame(data))
     out.append(ex.finish(draining))

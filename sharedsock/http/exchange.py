@@ -69,7 +69,9 @@ class Exchange:
     from ``read_body``, with ``receive_body`` for bytes received meanwhile.
     Response side: ``start_response``, then ``head_with`` / ``frame`` /
     ``whole_body`` / ``file_head`` + ``file_count`` / ``finish`` return the bytes
-    to send, and ``end`` what becomes of the connection.
+    to send (``head_with`` and ``whole_body`` the head and the body apart: joining
+    them is the driver's choice, as it copies the body), and ``end`` what becomes
+    of the connection.
 
     ``sent`` counts the response body bytes emitted (as framed on the wire),
     ``sent_before`` those emitted before the latest output: if sending that
@@ -310,20 +312,19 @@ class Exchange:
         )
 
     def _head(self, first: bytes) -> bytes:
-        """The head, followed by the already framed ``first`` body bytes."""
+        """The head, to be sent with the already framed ``first`` body bytes after it."""
         head = self.head
         data = rsp.render_head(self.plan, self.mode, self.keep_alive, self.server, head.version == "1.0")
-        if first:
-            data += first
         self.response = STARTED
         self.sent_before = self.sent
         self.sent += len(first)
         return data
 
-    def head_with(self, data: bytes, draining: bool) -> bytes:
-        """The first body bytes the app wrote (not empty), with the head before them."""
+    def head_with(self, data: bytes, draining: bool) -> tuple[bytes, bytes]:
+        """The head and, framed, the first body bytes the app wrote (not empty), to send in order."""
         self._decide(draining)
-        return self._head(self._frame(data) if self.mode != _NO_BODY else _EMPTY)
+        first = self._frame(data) if self.mode != _NO_BODY else _EMPTY
+        return self._head(first), first
 
     def frame(self, data: bytes) -> bytes:
         """More body bytes, after the head, as they go on the wire (b"": nothing to send)."""
@@ -346,8 +347,8 @@ class Exchange:
                 return data[:max(room, 0)]
         return data
 
-    def whole_body(self, data: bytes, draining: bool) -> bytes | None:
-        """A body known in full before anything is sent: the whole response, with a Content-Length.
+    def whole_body(self, data: bytes, draining: bool) -> tuple[bytes, bytes] | None:
+        """A body known in full before anything is sent: the head, with a Content-Length, and the body.
 
         None when the head went already or ``data`` is empty: then it is an ordinary
         write. Otherwise nothing is left to send (no ``finish``): the response is DONE.
@@ -374,7 +375,7 @@ class Exchange:
             self.keep_alive = False
         elif self.overrun:
             self.keep_alive = False
-        return out + first if first else out
+        return out, first
 
     def can_send_file(self) -> bool:
         return self.plan is not None and not (self.response >= STARTED and self.mode == _CHUNKED)
