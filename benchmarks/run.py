@@ -242,7 +242,18 @@ def _freeze(dest: Path, ref: str | None) -> tuple[Path, str]:
     digest = hashlib.sha256()
     for path in sorted((dest / "sharedsock").rglob("*.py")):
         digest.update(path.relative_to(dest).as_posix().encode() + b"\0" + path.read_bytes())
-    return dest, f"{origin}, sha256 of its .py files {digest.hexdigest()[:12]}"
+    return dest, f"{origin}, sha256 of its .py files {digest.hexdigest()[:12]}, {_accelerator(dest)}"
+
+
+def _accelerator(src: Path) -> str:
+    """Whether the frozen copy runs with the compiled accelerator (a git ref has none built)."""
+    code = ("import sharedsock, sharedsock.speedups as s; "
+            "print(sharedsock.__file__); print(s.describe())")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env=dict(os.environ, PYTHONPATH=str(src)), cwd=str(src)).stdout.splitlines()
+    if not out or not out[0].startswith(str(src)):
+        raise SystemExit(f"bench: the frozen sharedsock in {src} is not the one imported: {out}")
+    return out[1]
 
 
 def _gunicorn_sync(sc, app, port, workers, threads, tmp) -> Launch:

@@ -572,6 +572,8 @@ def env_values(environ: Mapping[str, str] | None = None) -> dict[str, str]:
 # Set by sharedsock itself for the processes it starts, never by a user.
 INTERNAL_ENV = frozenset({"SHAREDSOCK_CONTROL_FD", "SHAREDSOCK_SYS_PATH", "SHAREDSOCK_DJANGO_BOOT",
                           "SHAREDSOCK_UPGRADE_FD"})
+# Read before any configuration exists (sharedsock.speedups), so they are switches, not options.
+SWITCH_ENV = frozenset({"SHAREDSOCK_PURE_PYTHON"})
 
 
 def unknown_env_warnings(environ: Mapping[str, str] | None = None, prefix: str = ENV_PREFIX,
@@ -586,7 +588,7 @@ def unknown_env_warnings(environ: Mapping[str, str] | None = None, prefix: str =
     names = sorted(o.name for o in OPTIONS) if known is None else sorted(known)
     lines = []
     for variable in sorted(environ):
-        if not variable.startswith(prefix) or variable in INTERNAL_ENV:
+        if not variable.startswith(prefix) or variable in INTERNAL_ENV or variable in SWITCH_ENV:
             continue
         name = variable[len(prefix):].lower()
         if name in names:

@@ -21,7 +21,7 @@ import time
 from collections import deque
 from typing import Any
 
-from . import __version__, tls
+from . import __version__, speedups, tls
 from .appspec import AppSpec, library_prefixes
 from .channel import (
     EXIT_APP_LOAD_FAILED,
@@ -180,8 +180,8 @@ class Master:
             log.info("Listening at: %s (%d)", listener.url, os.getpid())
         for listener in self.status_listeners:
             log.info("Metrics and health at: %s (/metrics, /livez, /readyz; status page /)", listener.url)
-        log.info("Start method: %s, %d worker(s), %d thread(s) each", self.config.start_method,
-                 self.target_workers, self.config.threads)
+        log.info("Start method: %s, %d worker(s), %d thread(s) each; %s", self.config.start_method,
+                 self.target_workers, self.config.threads, speedups.describe())
 
     def _preload(self) -> None:
         try:

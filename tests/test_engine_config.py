@@ -73,6 +73,14 @@ def test_unknown_environment_variable_is_a_one_line_warning(start_server, tmp_pa
     assert server.stop() == 0
 
 
+def test_the_pure_python_switch_is_no_unknown_option_and_the_log_says_which_path_runs(start_server):
+    server = start_server(["--bind", "127.0.0.1:0", "testapp:app"], env={"SHAREDSOCK_PURE_PYTHON": "1"})
+    assert http_get(server, "/")[0] == 200
+    assert "warning:" not in server.log()
+    server.wait_log(r"thread\(s\) each; pure Python \(SHAREDSOCK_PURE_PYTHON is set\)")
+    assert server.stop() == 0
+
+
 @pytest.mark.parametrize("separator", [",", ", ", " "])
 def test_environment_bind_list_binds_every_address(start_server, separator):
     server = start_server(["testapp:app"],

@@ -141,3 +141,35 @@ def test_readme_install_section_names_every_user_extra():
     for extra in ("flask", "django", "proctitle"):
         assert f'pip install "sharedsock[{extra}]"' in section
     assert readme.index("## Install\n") < readme.index("## Serving an app\n")
+
+
+def test_the_wheel_carries_the_compiled_accelerator_and_its_types(wheel):
+    names = wheel.namelist()
+    assert any(n.startswith("sharedsock/_speedups.") and n.endswith(".so") for n in names), names
+    assert "sharedsock/_speedups.pyi" in names
+
+
+def test_without_a_c_compiler_the_install_falls_back_to_pure_python(tmp_path):
+    """An sdist built where there is no compiler: the install succeeds, without the extension."""
+    source = tmp_path / "source"
+    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(
+        ".git", "*.egg-info", "__pycache__", ".venv", "build", "dist", ".pytest_cache", "raw", "*.so"))
+    out = tmp_path / "wheel"
+    env = dict(os.environ, CC="/bin/false", LDSHARED="/bin/false")
+    result = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-v", "-w", str(out),
+                             str(source)], capture_output=True, text=True, check=False, timeout=300,
+                            env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    (path,) = out.glob("sharedsock-*.whl")
+    names = zipfile.ZipFile(path).namelist()
+    assert not [n for n in names if n.endswith(".so")], "an extension was built with no compiler"
+    assert "sharedsock/speedups.py" in names and "sharedsock/http/parser.py" in names
+    target = tmp_path / "site"
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(target),
+                    str(path)], check=True, capture_output=True, timeout=300)
+    code = "import sharedsock.speedups as s; print(s.describe())"
+    # -S: no site-packages, where the editable install of this checkout (built) would win.
+    described = subprocess.run([sys.executable, "-S", "-c", code], capture_output=True, text=True, check=True,
+                               env=dict(os.environ, PYTHONPATH=str(target)), cwd=str(tmp_path),
+                               timeout=60)
+    assert described.stdout.strip() == "pure Python (the compiled accelerator is not built)"

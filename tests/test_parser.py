@@ -332,3 +332,11 @@ def test_in_head_tracks_a_partial_head():
     assert parser.in_head
     parser.feed(b"TP/1.1\r\n" + H + b"\r\n")
     assert not parser.in_head
+
+
+def test_a_refused_request_line_is_logged_with_its_own_version_not_the_last_ones():
+    parser = RequestParser()
+    events = parser.feed(b"GET /a HTTP/1.1\r\n" + H + b"\r\nGET /b http/1.1\r\n" + H + b"\r\n")
+    assert [kind for kind, _ in events] == [HEAD, END, ERROR]
+    assert parser.request_line_environ() == {"REQUEST_METHOD": "GET", "RAW_URI": "/b",
+                                             "SERVER_PROTOCOL": "-"}

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import httptools
 
 from ..errors import ProtocolError
+from ..speedups import scan_head as _scan_head
 
 # Event kinds, in the order one request produces them.
 HEAD = 0  # payload: RequestHead
@@ -96,6 +97,10 @@ _FIELD_LINE = re.compile(rb"(" + _TOKEN + rb"):[ \t]*[\t \x21-\x7e\x80-\xff]*\r\
 _FRAMING_TRAILERS = frozenset((b"content-length", b"transfer-encoding"))
 _MAX_CHUNK_DIGITS = 16  # beyond 64 bits another parser could wrap around: never a size we accept
 
+# The compiled scanner's Connection values (sharedsock._headscan.h).
+_CLOSE = 1
+_KEEP_ALIVE = 2
+
 # Body framing states.
 _NO_BODY = 0
 _LENGTH = 1
@@ -121,7 +126,7 @@ class RequestParser:
         self._limits = limits
         self._max_head = limits.head_bytes + _SLACK
         self._parser = self._new_llhttp()
-        self._stale = False  # llhttp saw a head whose message it never finished: replace it
+        self._stale = False  # llhttp has parsed a head: the next head gets a fresh one
         self._events: list = []
         self._error: ProtocolError | None = None
         self._failed = False
@@ -133,6 +138,7 @@ class RequestParser:
         self._line: bytes | None = b""  # the request line while it arrives in pieces; None once whole
         self._line_length = -1
         self._head: RequestHead | None = None  # set by on_headers_complete
+        self._scanned: RequestHead | None = None  # the last head the compiled scanner took
         self._current: RequestHead | None = None  # the request whose body is being read
         self._state = _NO_BODY
         self._remaining = 0  # bytes left of the Content-Length body or of the current chunk
@@ -152,7 +158,6 @@ class RequestParser:
         self._headers: list[tuple[bytes, bytes]] = []
         self._header_count = 0
         self._body_bytes = 0
-        self._message_done = False  # llhttp's view: the message ended with its head
 
     # -- public API --------------------------------------------------------
 
@@ -178,6 +183,10 @@ class RequestParser:
 
     def request_line_environ(self) -> dict[str, str]:
         """What is known of the request line of a refused request, for the access log."""
+        scanned = self._scanned
+        if scanned is not None:
+            return {"REQUEST_METHOD": scanned.method, "RAW_URI": scanned.target.decode("latin-1"),
+                    "SERVER_PROTOCOL": "HTTP/" + scanned.version}
         if self._url_room < 0:  # the method is known once the target has begun
             return {}
         version = self._parser.get_http_version()
@@ -205,15 +214,26 @@ class RequestParser:
                 if not data:
                     return data
             if self._closing:
+                self._url_room = -1  # nothing of this request line is known to the access log
+                self._scanned = None
                 raise ProtocolError(400, "request after one that closes the connection")
+            end = data.find(b"\r\n\r\n")
+            if end != -1:  # the common case: a whole head in one piece
+                end += 4
+                if _scan_head is not None:
+                    scanned = self._scanned_head(data, end)
+                    if scanned is not None:
+                        self._head = scanned
+                        self._events.append((HEAD, scanned))
+                        return self._head_done(data, end, None)
+                if self._stale:
+                    self._parser = self._new_llhttp()
+                    self._stale = False
+                self._line_length = data.find(b"\r\n")
+                return self._head_done(data, end, data if end == len(data) else data[:end])
             if self._stale:
                 self._parser = self._new_llhttp()
                 self._stale = False
-            end = data.find(b"\r\n\r\n")
-            if end != -1:  # the common case: a whole head in one piece
-                self._line_length = data.find(b"\r\n")
-                end += 4
-                return self._head_done(data, end, data if end == len(data) else data[:end])
             self._in_head = True
             self._head_bytes = 0
             self._tail = b""
@@ -241,13 +261,41 @@ class RequestParser:
         self._tail = (self._tail + data)[-3:]
         return b""
 
+    def _scanned_head(self, data: bytes, end: int) -> RequestHead | None:
+        """The head in ``data[:end]`` from the compiled scanner, or None to leave it to llhttp.
+
+        The scanner takes only heads in a strict grammar (``_headscan.h``) that llhttp
+        and ``on_headers_complete`` would take identically; the few checks left are
+        made here, and a head that fails one goes to llhttp too, which then refuses it
+        with its own status and reason. So this path never refuses anything.
+        """
+        limits = self._limits
+        scanned = _scan_head(data, end, limits.request_line, limits.request_fields,  # type: ignore[misc]
+                             limits.request_field_size)  # (the caller checked that it is there)
+        if scanned is None:
+            return None
+        method, target, version, headers, connection, host, content_length = scanned
+        if host is None:
+            if version == "1.1":
+                return None
+        elif not (_HOSTS.get(host) or valid_host(host)):
+            return None
+        if content_length < 0:
+            content_length = None
+        elif limits.request_body and content_length > limits.request_body:
+            return None
+        keep_alive = connection != _CLOSE if version == "1.1" else connection == _KEEP_ALIVE
+        head = self._scanned = RequestHead(method, target, version, headers, keep_alive, content_length,
+                                           False, False, False)
+        return head
+
     def _feed_llhttp(self, data: bytes) -> None:
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade:
             # WSGI cannot hand the raw stream to the app: serve the request,
             # then close (RequestHead.keep_alive is False for upgrades).
-            self._stale = True
+            pass
         except httptools.HttpParserError as exc:
             raise self._error or ProtocolError(400, _describe(exc)) from None
 
@@ -257,7 +305,7 @@ class RequestParser:
             try:
                 self._parser.feed_data(head)
             except httptools.HttpParserUpgrade:
-                self._stale = True
+                pass
             except httptools.HttpParserError as exc:
                 raise self._error or ProtocolError(400, _describe(exc)) from None
         request = self._head
@@ -265,22 +313,16 @@ class RequestParser:
             raise ProtocolError(400, "malformed request head")
         self._head = None
         self._current = request
-        if request.chunked:
-            # Decoded here, not by llhttp: the next head needs a fresh llhttp.
-            self._stale = True
+        if request.chunked:  # decoded here, not by llhttp
             self._state = _CHUNK_SIZE
             self._pending = b""
         elif request.content_length:
             # Counted here, never fed to llhttp: its on_body would copy every piece once more.
-            # A fresh llhttp for the next head costs less than that copy of a 64 KiB body.
-            self._stale = True
             self._state = _LENGTH
             self._remaining = request.content_length
             if len(data) - end >= _VIEW_MIN:  # the body is handed on as a view, not a copy
                 return self._feed_length(memoryview(data)[end:])
         else:
-            if not self._message_done:
-                self._stale = True
             self._events.append((END, None))
             if request.upgrade:
                 self._paused = True
@@ -309,6 +351,7 @@ class RequestParser:
     # -- httptools callbacks -----------------------------------------------
 
     def on_message_begin(self) -> None:
+        self._scanned = None
         self._reset_message()
 
     def on_url(self, piece: bytes) -> None:
@@ -390,6 +433,9 @@ class RequestParser:
         if limit and content_length is not None and content_length > limit:
             self._fail(413, "request body too large")
         upgrade = parser.should_upgrade()
+        # llhttp keeps this head's version until it parses another: a refusal of the next
+        # head before its version would be logged with this one's. The next head gets a fresh one.
+        self._stale = True
         head = RequestHead(_METHOD_NAMES.get(method) or method.decode("ascii"), target, version,
                            self._headers, parser.should_keep_alive() and not upgrade,
                            content_length, chunked, expect_continue, upgrade)
@@ -399,9 +445,6 @@ class RequestParser:
     def on_body(self, data: bytes) -> None:
         # llhttp is fed heads only: a body it reports means its framing and ours disagree.
         self._fail(400, "malformed request head")
-
-    def on_message_complete(self) -> None:
-        self._message_done = True
 
     def _fail(self, status: int, reason: str) -> None:
         self._error = ProtocolError(status, reason)
