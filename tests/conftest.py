@@ -7,6 +7,7 @@ against a generous deadline; on failure the server log is printed.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -453,3 +454,47 @@ class ResponseReader:
 def endpoint(server, request):
     """The module's ``server`` fixture, reached once over TCP and once over its unix socket."""
     return at(server, listener_urls(server)[request.param])
+
+
+@contextlib.contextmanager
+def loopback_connection(app, send_buffer: int = 0):
+    """(server-side Connection, client socket) over real loopback TCP, for tests that must
+    look inside the server (its socket options, what it allocates) while it serves ``app``."""
+    from sharedsock.connection import Connection, ServerContext
+    from sharedsock.http.parser import Limits
+    from sharedsock.proxy import TrustedProxies
+    from sharedsock.wsgi import base_environ
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    client = socket.create_connection(listener.getsockname(), timeout=30)
+    server_sock, peer = listener.accept()
+    listener.close()
+    if send_buffer:
+        server_sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, send_buffer)
+    ctx = ServerContext(app, limits=Limits(), keepalive=5.0, header_timeout=30.0,
+                        body_timeout=30.0, min_body_rate=0, root_path="", server_header="t",
+                        trusted=TrustedProxies([]), access_log=None, multithread=False,
+                        multiprocess=False)
+    conn = Connection(server_sock, peer, base_environ("127.0.0.1", "80", "", False, False), ctx,
+                      False)
+    try:
+        yield conn, client
+    finally:
+        conn.close()
+        client.close()
+
+
+def until_ready(conn) -> None:
+    """Feed an in-process Connection what has arrived until a request is complete (poll, no sleeps)."""
+    import select
+
+    from sharedsock.connection import READY, WAIT
+
+    for _ in range(100):
+        ready, _, _ = select.select([conn.sock], [], [], 30)
+        assert ready, "the request did not arrive"
+        state = conn.on_readable()
+        if state == READY:
+            return
+        assert state == WAIT
+    raise AssertionError("the request never completed")

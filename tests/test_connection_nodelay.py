@@ -7,17 +7,13 @@ the server-side socket directly.
 
 from __future__ import annotations
 
-import select
 import socket
 import threading
 
 import pytest
 
-from conftest import ResponseReader
-from sharedsock.connection import READY, WAIT, Connection, ServerContext
-from sharedsock.http.parser import Limits
-from sharedsock.proxy import TrustedProxies
-from sharedsock.wsgi import base_environ
+from conftest import ResponseReader, loopback_connection, until_ready
+from sharedsock.connection import WAIT, Connection
 
 
 def _app(environ, start_response):
@@ -37,40 +33,17 @@ def _app(environ, start_response):
 @pytest.fixture
 def pair():
     """(server-side Connection, client socket) over real loopback TCP."""
-    listener = socket.create_server(("127.0.0.1", 0))
-    client = socket.create_connection(listener.getsockname(), timeout=30)
-    server_sock, peer = listener.accept()
-    listener.close()
-    ctx = ServerContext(_app, limits=Limits(), keepalive=5.0, header_timeout=30.0,
-                        body_timeout=30.0, min_body_rate=0, root_path="", server_header="t",
-                        trusted=TrustedProxies([]), access_log=None, multithread=False,
-                        multiprocess=False)
-    conn = Connection(server_sock, peer, base_environ("127.0.0.1", "80", "", False, False), ctx,
-                      False)
-    yield conn, client
-    conn.close()
-    client.close()
+    with loopback_connection(_app) as pair:
+        yield pair
 
 
 def _nodelay(conn: Connection) -> bool:
     return bool(conn.sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
 
 
-def _until_ready(conn: Connection) -> None:
-    """Feed the connection what has arrived until a request is complete (poll, no sleeps)."""
-    for _ in range(100):
-        ready, _, _ = select.select([conn.sock], [], [], 30)
-        assert ready, "the request did not arrive"
-        state = conn.on_readable()
-        if state == READY:
-            return
-        assert state == WAIT
-    raise AssertionError("the request never completed")
-
-
 def _exchange(conn: Connection, client: socket.socket, request: bytes) -> int:
     client.sendall(request)
-    _until_ready(conn)
+    until_ready(conn)
     return conn.serve()
 
 
@@ -95,7 +68,7 @@ def test_100_continue_turns_it_off(pair):
     request = (b"POST /upload HTTP/1.1\r\nHost: t\r\nContent-Length: 100000\r\n"
                b"Expect: 100-continue\r\n\r\n")
     client.sendall(request)
-    _until_ready(conn)
+    until_ready(conn)
     result = []
     server = threading.Thread(target=lambda: result.append(conn.serve()))
     server.start()

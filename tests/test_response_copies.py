@@ -9,17 +9,14 @@ while it serves.
 
 from __future__ import annotations
 
-import select
 import socket
 import threading
 import tracemalloc
 
 import pytest
 
-from sharedsock.connection import READY, WAIT, Connection, ServerContext
-from sharedsock.http.parser import Limits
-from sharedsock.proxy import TrustedProxies
-from sharedsock.wsgi import base_environ
+from conftest import loopback_connection, until_ready
+from sharedsock.connection import WAIT, Connection
 
 BIG = bytes(range(256)) * 4096  # 1 MiB
 
@@ -35,32 +32,14 @@ def _app(environ, start_response):
 
 @pytest.fixture
 def pair():
-    listener = socket.create_server(("127.0.0.1", 0))
-    client = socket.create_connection(listener.getsockname(), timeout=30)
-    server_sock, peer = listener.accept()
-    listener.close()
-    server_sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 32768)  # partial sends happen
-    ctx = ServerContext(_app, limits=Limits(), keepalive=5.0, header_timeout=30.0,
-                        body_timeout=30.0, min_body_rate=0, root_path="", server_header="t",
-                        trusted=TrustedProxies([]), access_log=None, multithread=False,
-                        multiprocess=False)
-    conn = Connection(server_sock, peer, base_environ("127.0.0.1", "80", "", False, False), ctx,
-                      False)
-    yield conn, client
-    conn.close()
-    client.close()
+    with loopback_connection(_app, send_buffer=32768) as pair:  # small: partial sends happen
+        yield pair
 
 
 def _serve(conn: Connection, client: socket.socket, path: str) -> tuple[int, bytes, int]:
     """Serve one request while a thread reads the response; (status, body, peak bytes allocated)."""
     client.sendall(f"GET {path} HTTP/1.1\r\nHost: t\r\n\r\n".encode())
-    for _ in range(100):
-        ready, _, _ = select.select([conn.sock], [], [], 30)
-        assert ready, "the request did not arrive"
-        state = conn.on_readable()
-        if state == READY:
-            break
-        assert state == WAIT
+    until_ready(conn)
     buffer = bytearray(2 * len(BIG))  # allocated before counting: the reader only fills it
     got = [0]
 

@@ -1,8 +1,10 @@
 """Sans-I/O HTTP/1.1 request parser: bytes in, events out.
 
-llhttp (through httptools) parses each request head and is strict about its
-syntax; it is fed the head's bytes and nothing else, so it always stops where we
-do, and a fresh one takes the next head after a request with a body. Bodies are
+The common head, whole in one piece, is taken by the compiled scanner when it is
+built (``sharedsock.speedups``); it takes only heads the path below would take
+identically. Every other head goes to llhttp (through httptools), which is strict
+about its syntax; it is fed the head's bytes and nothing else, so it always stops
+where we do, and a fresh one takes each head. Bodies are
 framed here: a Content-Length body is counted (feeding it to llhttp would copy
 it once more), and chunked framing is decoded by a small state machine, because
 llhttp refuses chunk extensions with the whitespace RFC 9112 7.1.1 allows and
@@ -226,14 +228,10 @@ class RequestParser:
                         self._head = scanned
                         self._events.append((HEAD, scanned))
                         return self._head_done(data, end, None)
-                if self._stale:
-                    self._parser = self._new_llhttp()
-                    self._stale = False
+                self._fresh_llhttp()
                 self._line_length = data.find(b"\r\n")
                 return self._head_done(data, end, data if end == len(data) else data[:end])
-            if self._stale:
-                self._parser = self._new_llhttp()
-                self._stale = False
+            self._fresh_llhttp()
             self._in_head = True
             self._head_bytes = 0
             self._tail = b""
@@ -260,6 +258,12 @@ class RequestParser:
             raise ProtocolError(431, "request header section too large")
         self._tail = (self._tail + data)[-3:]
         return b""
+
+    def _fresh_llhttp(self) -> None:
+        """Before llhttp parses a head: a new one if it parsed one already (see ``on_headers_complete``)."""
+        if self._stale:
+            self._parser = self._new_llhttp()
+            self._stale = False
 
     def _scanned_head(self, data: bytes, end: int) -> RequestHead | None:
         """The head in ``data[:end]`` from the compiled scanner, or None to leave it to llhttp.
