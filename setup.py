@@ -7,5 +7,8 @@ machine without a C compiler or Python headers go on with the pure-Python path.
 from setuptools import Extension, setup
 
 setup(ext_modules=[Extension("sharedsock._speedups",
-                             sources=["sharedsock/_speedups.c", "sharedsock/_headscan.c"],
-                             depends=["sharedsock/_headscan.h"], optional=True)])
+                             sources=["sharedsock/_speedups.c", "sharedsock/_headscan.c",
+                                      "sharedsock/_environ.c", "sharedsock/_response.c"],
+                             depends=["sharedsock/_headscan.h", "sharedsock/_environ.h",
+                                      "sharedsock/_response.h"],
+                             optional=True)])

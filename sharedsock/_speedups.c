@@ -1,5 +1,7 @@
 /* sharedsock._speedups: the optional compiled part of the request path.
  *
+ * build_environ (in _environ.c) is sharedsock.wsgi.build_environ for the common target, and
+ * check_start_response and render_head (in _response.c) those of sharedsock.http.response.
  * scan_head turns a whole request head into the pieces sharedsock.http.parser builds a
  * RequestHead from, or None when the head is not in _headscan.c's strict grammar (the
  * parser then takes its llhttp path, which decides). It never blocks, so it keeps the GIL. */
@@ -7,6 +9,8 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
+#include "_environ.h"
+#include "_response.h"
 #include "_headscan.h"
 
 #define MAX_FIELDS 128
@@ -126,6 +130,25 @@ fail:
 
 static PyMethodDef methods[] = {
     {"scan_head", (PyCFunction)(void (*)(void))scan_head, METH_FASTCALL, scan_head_doc},
+    {"build_environ", (PyCFunction)(void (*)(void))build_environ, METH_FASTCALL | METH_KEYWORDS,
+     "build_environ(head, base, remote_addr, remote_port, root_path)\n--\n\n"
+     "sharedsock.wsgi.build_environ, in C for origin-form targets (see _environ.c)."},
+    {"render_head", (PyCFunction)(void (*)(void))render_head, METH_FASTCALL | METH_KEYWORDS,
+     "render_head(plan, mode, keep_alive, server, http10=False)\n--\n\n"
+     "sharedsock.http.response.render_head, in C (see _response.c)."},
+    {"response_setup", (PyCFunction)(void (*)(void))response_setup, METH_FASTCALL,
+     "response_setup(render_head, date_line, CHUNKED, CLOSE)\n--\n\n"
+     "The Python renderer and Date line render_head shares with sharedsock.http.response."},
+    {"check_start_response", (PyCFunction)(void (*)(void))check_start_response,
+     METH_FASTCALL | METH_KEYWORDS,
+     "check_start_response(status, headers)\n--\n\n"
+     "sharedsock.http.response.check_start_response, in C for what it has seen before."},
+    {"check_setup", (PyCFunction)(void (*)(void))check_setup, METH_FASTCALL,
+     "check_setup(check_start_response, ResponsePlan, statuses, items, notable)\n--\n\n"
+     "The Python check and the caches check_start_response shares with sharedsock.http.response."},
+    {"environ_setup", (PyCFunction)(void (*)(void))environ_setup, METH_FASTCALL,
+     "environ_setup(header_keys, header_key_for, server_names, server_name_for, build_environ)\n--\n\n"
+     "The caches and Python helpers build_environ shares with sharedsock.wsgi."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -135,6 +158,8 @@ static int exec_module(PyObject *module)
     int i;
     (void)module;
     hs_init();
+    if (environ_init() < 0 || response_init() < 0)
+        return -1;
     for (i = 0; i < 7; i++) {
         if (method_names[i] == NULL && (method_names[i] = PyUnicode_InternFromString(names[i])) == NULL)
             return -1;

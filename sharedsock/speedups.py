@@ -3,7 +3,8 @@
 ``sharedsock._speedups`` is built from C when the package is installed with a
 compiler; without one the install goes on, and everything runs in Python with the
 same behaviour. The compiled path only ever takes requests the Python path would
-take identically and hands everything else to it (``_headscan.h`` says which), so
+take identically and hands everything else to it (``_headscan.h`` says which
+heads; ``_environ.c`` which targets get their environ built in C), so
 ``SHAREDSOCK_PURE_PYTHON=1``, which forces the Python path, changes speed and
 nothing else: CI runs the HTTP tests both ways.
 """
@@ -12,9 +13,11 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from types import ModuleType
 
 FORCED_OFF = os.environ.get("SHAREDSOCK_PURE_PYTHON", "") not in ("", "0")
 
+compiled: ModuleType | None = None  # the extension module, when built and not switched off
 scan_head: Callable[[bytes, int, int, int, int], tuple | None] | None = None
 if not FORCED_OFF:
     try:
@@ -22,6 +25,7 @@ if not FORCED_OFF:
     except ImportError:
         pass
     else:
+        compiled = _speedups
         scan_head = _speedups.scan_head
 
 ACCELERATED = scan_head is not None

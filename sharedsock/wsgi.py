@@ -18,6 +18,7 @@ from urllib.parse import unquote_to_bytes
 from .http.parser import RequestHead
 from .logs import log
 from .proxy import split_host
+from .speedups import compiled as _speedups
 
 _HEADER_KEYS: dict[bytes, str | None] = {}
 _SPECIAL = {b"content-type": "CONTENT_TYPE", b"content-length": "CONTENT_LENGTH"}
@@ -112,12 +113,26 @@ def build_environ(head: RequestHead, base: dict, remote_addr: str, remote_port: 
     host = environ.get("HTTP_HOST")
     if host:
         server_name = _SERVER_NAMES.get(host)
-        if server_name is None:
-            if len(_SERVER_NAMES) > 1024:
-                _SERVER_NAMES.clear()
-            server_name = _SERVER_NAMES[host] = split_host(host)[0]
-        environ["SERVER_NAME"] = server_name
+        environ["SERVER_NAME"] = _server_name(host) if server_name is None else server_name
     return environ
+
+
+def _server_name(host: str) -> str:
+    """SERVER_NAME for a Host value, remembered in _SERVER_NAMES."""
+    if len(_SERVER_NAMES) > 1024:
+        _SERVER_NAMES.clear()
+    name = _SERVER_NAMES[host] = split_host(host)[0]
+    return name
+
+
+python_build_environ = build_environ  # the definition; the tests compare the C one with it
+
+if _speedups is not None:
+    # The same function in C for origin-form targets; it calls the one above for the rest,
+    # and shares the two caches and the helpers that fill them.
+    _speedups.environ_setup(_HEADER_KEYS, _environ_key, _SERVER_NAMES, _server_name,
+                            python_build_environ)
+    build_environ = _speedups.build_environ
 
 
 class InputStream(io.RawIOBase):

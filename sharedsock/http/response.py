@@ -13,6 +13,7 @@ from email.utils import formatdate
 from http import HTTPStatus
 
 from ..errors import ProtocolError
+from ..speedups import compiled as _speedups
 
 # Body framing modes.
 LENGTH = 0
@@ -218,6 +219,19 @@ def render_head(plan: ResponsePlan, mode: int, keep_alive: bool, server: str,
         return "".join(lines).encode("latin-1")
     except UnicodeEncodeError:
         raise ResponseHeadError("status and header values must be latin-1") from None
+
+
+# The definitions; the tests compare the C ones with them.
+python_check_start_response = check_start_response
+python_render_head = render_head
+
+if _speedups is not None:
+    # The same functions in C; they call the ones above for whatever they do not take, and
+    # the check shares the caches those fill.
+    _speedups.check_setup(python_check_start_response, ResponsePlan, _STATUSES, _ITEMS, _NOTABLE)
+    _speedups.response_setup(python_render_head, DATE.line, CHUNKED, CLOSE)
+    check_start_response = _speedups.check_start_response
+    render_head = _speedups.render_head
 
 
 def error_response(error: ProtocolError, server: str) -> bytes:
