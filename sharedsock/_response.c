@@ -89,7 +89,7 @@ static int attr_true(PyObject *obj, PyObject *name)
 PyObject *render_head(PyObject *module, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
 {
     part parts[MAX_PARTS];
-    int count = 0, keep_alive, http10 = 0, flag, i;
+    int count = 0, keep_alive, http10 = 0, flag, with_server = 0, i;
     PyObject *plan, *status = NULL, *headers = NULL, *date = NULL, *server, *result = NULL;
     Py_ssize_t total = 0, h;
     long mode;
@@ -123,6 +123,16 @@ PyObject *render_head(PyObject *module, PyObject *const *args, Py_ssize_t nargs,
     if (!PyList_CheckExact(headers) || 2 + 4 * PyList_GET_SIZE(headers) + 8 > MAX_PARTS)
         goto python;
 
+    /* The Date line first: it is Python code, and the parts below point into live objects. */
+    if ((flag = attr_true(plan, s_has_date)) < 0)
+        goto done;
+    if (!flag && (date = PyObject_CallNoArgs(date_line)) == NULL)
+        goto done;
+    if (PyUnicode_GET_LENGTH(server) > 0) {
+        if ((flag = attr_true(plan, s_has_server)) < 0)
+            goto done;
+        with_server = !flag;
+    }
     literal(&parts[count++], "HTTP/1.1 ");
     if (!as_part(status, &parts[count++]))
         goto python;
@@ -137,23 +147,13 @@ PyObject *render_head(PyObject *module, PyObject *const *args, Py_ssize_t nargs,
         literal(&parts[count + 3], "\r\n");
         count += 4;
     }
-    if ((flag = attr_true(plan, s_has_date)) < 0)
-        goto done;
-    if (!flag) {
-        if ((date = PyObject_CallNoArgs(date_line)) == NULL)
-            goto done;
-        if (!as_part(date, &parts[count++]))
+    if (date != NULL && !as_part(date, &parts[count++]))
+        goto python;
+    if (with_server) {
+        literal(&parts[count++], "Server: ");
+        if (!as_part(server, &parts[count++]))
             goto python;
-    }
-    if (PyUnicode_GET_LENGTH(server) > 0) {
-        if ((flag = attr_true(plan, s_has_server)) < 0)
-            goto done;
-        if (!flag) {
-            literal(&parts[count++], "Server: ");
-            if (!as_part(server, &parts[count++]))
-                goto python;
-            literal(&parts[count++], "\r\n");
-        }
+        literal(&parts[count++], "\r\n");
     }
     if (mode == mode_chunked)
         literal(&parts[count++], "Transfer-Encoding: chunked\r\n");
