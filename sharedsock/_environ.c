@@ -20,7 +20,7 @@ static PyObject *python_build;     /* the Python build_environ, for every other 
 static PyObject *s_method, *s_target, *s_version, *s_headers;
 static PyObject *k_remote_addr, *k_remote_port, *k_request_method, *k_path_info, *k_query_string,
     *k_raw_uri, *k_request_uri, *k_server_protocol, *k_http_host, *k_http_cookie, *k_server_name;
-static PyObject *proto_10, *proto_11, *empty_str;
+static PyObject *proto_10, *proto_11, *empty_str, *field_sep, *cookie_sep;
 
 static int intern(PyObject **slot, const char *text)
 {
@@ -38,7 +38,8 @@ int environ_init(void)
             || intern(&k_raw_uri, "RAW_URI") || intern(&k_request_uri, "REQUEST_URI")
             || intern(&k_server_protocol, "SERVER_PROTOCOL") || intern(&k_http_host, "HTTP_HOST")
             || intern(&k_http_cookie, "HTTP_COOKIE") || intern(&k_server_name, "SERVER_NAME")
-            || intern(&proto_10, "HTTP/1.0") || intern(&proto_11, "HTTP/1.1") || intern(&empty_str, ""))
+            || intern(&proto_10, "HTTP/1.0") || intern(&proto_11, "HTTP/1.1") || intern(&empty_str, "")
+            || intern(&field_sep, ", ") || intern(&cookie_sep, "; "))
         return -1;
     return 0;
 }
@@ -146,9 +147,8 @@ static int add_header(PyObject *environ, PyObject *pair)
         goto fail;
     if (old != NULL && PyUnicode_GET_LENGTH(key) > 0 && PyUnicode_READ_CHAR(key, 0) == 'H') {
         /* a repeated field: joined as RFC 9110 5.3 has it (cookies with "; ", RFC 6265 5.4) */
-        PyObject *sep = PyUnicode_FromString(PyUnicode_Compare(key, k_http_cookie) == 0 ? "; " : ", ");
-        PyObject *joined = sep == NULL ? NULL : PyUnicode_Concat(old, sep);
-        Py_XDECREF(sep);
+        PyObject *joined = PyUnicode_Concat(old, PyUnicode_Compare(key, k_http_cookie) == 0
+                                                 ? cookie_sep : field_sep);
         if (joined == NULL)
             goto fail;
         Py_SETREF(joined, PyUnicode_Concat(joined, text));

@@ -4,7 +4,8 @@
 compiler; without one the install goes on, and everything runs in Python with the
 same behaviour. The compiled path only ever takes requests the Python path would
 take identically and hands everything else to it (``_headscan.h`` says which
-heads; ``_environ.c`` which targets get their environ built in C), so
+heads; ``_environ.c`` which targets get their environ built in C; ``_response.c``
+which ``start_response`` calls and plans it takes), so
 ``SHAREDSOCK_PURE_PYTHON=1``, which forces the Python path, changes speed and
 nothing else: CI runs the HTTP tests both ways.
 """
@@ -17,18 +18,27 @@ from types import ModuleType
 
 FORCED_OFF = os.environ.get("SHAREDSOCK_PURE_PYTHON", "") not in ("", "0")
 
-compiled: ModuleType | None = None  # the extension module, when built and not switched off
+# What the Python side binds to. An extension built from older sources (a source tree
+# updated without rebuilding) lacks some of them: it is left unused, not half used.
+FUNCTIONS = ("scan_head", "build_environ", "environ_setup", "check_start_response", "check_setup",
+             "render_head", "response_setup")
+
+compiled: ModuleType | None = None  # the extension module, when built, current and not switched off
 scan_head: Callable[[bytes, int, int, int, int], tuple | None] | None = None
+_stale = False
 if not FORCED_OFF:
     try:
         from . import _speedups
     except ImportError:
         pass
     else:
-        compiled = _speedups
-        scan_head = _speedups.scan_head
+        if all(hasattr(_speedups, name) for name in FUNCTIONS):
+            compiled = _speedups
+            scan_head = _speedups.scan_head
+        else:
+            _stale = True
 
-ACCELERATED = scan_head is not None
+ACCELERATED = compiled is not None
 
 
 def describe() -> str:
@@ -37,4 +47,6 @@ def describe() -> str:
         return "compiled accelerator on"
     if FORCED_OFF:
         return "pure Python (SHAREDSOCK_PURE_PYTHON is set)"
+    if _stale:
+        return "pure Python (the compiled accelerator is out of date: reinstall to rebuild it)"
     return "pure Python (the compiled accelerator is not built)"

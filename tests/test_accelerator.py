@@ -157,9 +157,31 @@ def test_bad_arguments_are_refused_not_read_past():
     assert scan(head, len(head), 8190, 100, 8190)[:3] == ("GET", b"/", "1.1")
 
 
+def python_prints(code: str, **env: str) -> str:
+    """What ``code`` prints in a fresh interpreter, with ``env`` added to the environment."""
+    result = subprocess.run([sys.executable, "-c", code], env=dict(os.environ, **env),
+                            capture_output=True, text=True, check=True, timeout=60)
+    return result.stdout.strip()
+
+
 def test_pure_python_can_be_forced():
     code = "import sharedsock.speedups as s; print(s.ACCELERATED, s.describe())"
-    env = dict(os.environ, SHAREDSOCK_PURE_PYTHON="1")
-    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
-                            check=True, timeout=60)
-    assert result.stdout.strip() == "False pure Python (SHAREDSOCK_PURE_PYTHON is set)"
+    assert python_prints(code, SHAREDSOCK_PURE_PYTHON="1") == \
+        "False pure Python (SHAREDSOCK_PURE_PYTHON is set)"
+
+
+def test_an_extension_built_from_older_sources_is_left_unused():
+    """A source tree updated without a rebuild keeps its old .so: one without the newer
+    functions is not used at all (the start line says why), rather than half used."""
+    code = (
+        "import sys, types\n"
+        "old = types.ModuleType('sharedsock._speedups')\n"
+        "old.scan_head = lambda *args: None  # all the first release of the extension had\n"
+        "sys.modules['sharedsock._speedups'] = old\n"
+        "import sharedsock.speedups as s, sharedsock.wsgi as w, sharedsock.http.response as r\n"
+        "print(s.ACCELERATED, s.describe())\n"
+        "print(w.build_environ is w.python_build_environ, r.render_head is r.python_render_head)\n"
+    )
+    assert python_prints(code).splitlines() == [
+        "False pure Python (the compiled accelerator is out of date: reinstall to rebuild it)",
+        "True True"]

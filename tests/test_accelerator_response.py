@@ -11,10 +11,7 @@ valid and not, through both ``check_start_response``.
 
 from __future__ import annotations
 
-import os
 import random
-import subprocess
-import sys
 
 import pytest
 import test_accelerator
@@ -121,12 +118,10 @@ def test_bad_arguments_raise_instead_of_crashing():
         speedups.compiled.response_setup(None, None, 1, 2)
 
 
-def test_pure_python_forced_uses_the_python_renderer():
-    code = "import sharedsock.http.response as r; print(r.render_head is r.python_render_head)"
-    env = dict(os.environ, SHAREDSOCK_PURE_PYTHON="1")
-    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
-                            check=True, timeout=60)
-    assert result.stdout.strip() == "True"
+def test_pure_python_forced_uses_the_python_ones():
+    code = ("import sharedsock.http.response as r; print(r.render_head is r.python_render_head,"
+            " r.check_start_response is r.python_check_start_response)")
+    assert test_accelerator.python_prints(code, SHAREDSOCK_PURE_PYTHON="1") == "True True"
 
 
 def plan_fields(plan: ResponsePlan) -> tuple:
