@@ -33,6 +33,7 @@ import threading
 import time
 import traceback
 from collections import deque
+from collections.abc import Callable
 from enum import IntEnum
 from queue import SimpleQueue
 from typing import Any
@@ -82,6 +83,7 @@ class Worker:
         self.generation = generation
         self.pid = os.getpid()
         self.sel = selectors.DefaultSelector()
+        self.registered = _registered(self.sel)  # the selector's keys by fd, read per request
         self.conns: dict[int, Connection] = {}  # registered in the selector, by fd
         # The pool's work queue, in arrival order: connections with a complete request, and
         # now and then a Listener, the token of a turn for clients still in the kernel
@@ -445,7 +447,12 @@ class Worker:
         # then hands it back without a system call.
         del self.conns[conn.fd]
         self.lent.add(conn)
-        self._to_pool(conn, time.monotonic() if self.max_wait else 0.0)
+        if self.max_wait:
+            self.ready_at[conn] = time.monotonic()
+        self.in_pool += 1
+        self.jobs.put(conn)
+        if self.max_queue is not None and not self.shedding and self._queue_full():
+            self._update_listening()
 
     def _to_pool(self, conn: Connection, ready_at: float) -> None:
         if self.max_wait:
@@ -498,41 +505,30 @@ class Worker:
             self._after_request()
 
     def _pool_loop(self) -> None:
-        jobs, done, wake, register = self.jobs, self.done, self._wake_w, self.sel.register
-        watched = self.sel.get_map()
+        jobs, done, wake = self.jobs, self.done, self._wake_w
+        watched = self.registered
         lent = self.lent
         done_lock = self.done_lock
         serve = self._serve_in_time if self.max_wait else Connection.serve
+        conn: Connection | None
         while True:
             turn = self.turn
             # Shedding, the queued requests go first: the backlog is for siblings with room.
             if turn is not None and not self.shedding and self._claim_turn(turn):
-                item = turn
+                state, conn = self._serve_turn(turn, serve)
             else:
                 item = jobs.get()
-                if item is None:
-                    return
-                if type(item) is not Connection and not self._claim_turn(item):
-                    continue  # a thread took this turn before its token came up
-            if type(item) is Connection:
-                conn = item
-                state = serve(conn)
-            else:
-                # The backlog's turn: this thread serves the first client itself, so a new
-                # client waits for the queue once, not twice; the loop accepts the rest.
-                try:
-                    conn = self._open(item)
-                except OSError:
-                    conn = None  # the loop meets the same error and deals with it
-                done.append((item, ADOPTED if conn is not None else WAIT))
-                _wake(wake)
-                if conn is None:
-                    continue
-                state = conn.on_readable()
-                if state == READY:
-                    if self.max_wait:
-                        self.ready_at[conn] = arrival(conn.sock, time.monotonic())
+                if type(item) is Connection:
+                    conn = item
                     state = serve(conn)
+                elif item is None:
+                    return
+                elif self._claim_turn(item):
+                    state, conn = self._serve_turn(item, serve)
+                else:
+                    continue  # a thread took this turn before its token came up
+            if conn is None:
+                continue
             if state == WAIT and not conn.closed and not self.draining:
                 # A kept-alive connection goes back to the selector from here, and the
                 # loop reads ``done`` when it next wakes, which is at the latest when
@@ -542,24 +538,48 @@ class Worker:
                     done.append((conn, REARMED))
                     lent.discard(conn)
                     key = watched.get(conn.fd)
-                    if key is None:
-                        try:
-                            register(conn.fd, selectors.EVENT_READ, conn)
-                        except (ValueError, OSError) as exc:
-                            log.error("could not watch connection %d again: %s", conn.fd, exc)
-                            conn.close()
-                    elif key.data is not conn:
-                        # The fd was a connection's that has just been closed and not yet
-                        # unregistered, and this thread's accept got the number again: the
-                        # loop registers this one once it has let go of the old one.
-                        self.unwatched.add(conn)
-                        _wake(wake)
+                    if key is None or key.data is not conn:
+                        self._rewatch(conn, key)
                 if self.shedding:
                     _wake(wake)  # the loop counts free room only from ``done``: let it listen again
                 continue
             lent.discard(conn)
             done.append((conn, state))
             _wake(wake)
+
+    def _serve_turn(self, listener: Listener, serve: Callable[[Connection], Turn]
+                    ) -> tuple[Turn, Connection | None]:
+        """The backlog's turn: this thread serves the first client itself, so a new client
+        waits for the queue once, not twice; the loop accepts the rest."""
+        try:
+            conn = self._open(listener)
+        except OSError:
+            conn = None  # the loop meets the same error and deals with it
+        self.done.append((listener, ADOPTED if conn is not None else WAIT))
+        _wake(self._wake_w)
+        if conn is None:
+            return WAIT, None
+        state = conn.on_readable()
+        if state == READY:
+            if self.max_wait:
+                self.ready_at[conn] = arrival(conn.sock, time.monotonic())
+            state = serve(conn)
+        return state, conn
+
+    def _rewatch(self, conn: Connection, key: selectors.SelectorKey | None) -> None:
+        """A pool thread, under ``done_lock``: watch a kept-alive connection the selector lost."""
+        if key is None:
+            try:
+                self.sel.register(conn.fd, selectors.EVENT_READ, conn)
+            except (ValueError, OSError) as exc:
+                log.error("could not watch connection %d again: %s", conn.fd, exc)
+                conn.close()
+        else:
+            # The fd was a connection's that has just been closed and not yet unregistered,
+            # and this thread's accept got the number again: the loop registers this one
+            # once it has let go of the old one.
+            self.unwatched.add(conn)
+            _wake(self._wake_w)
 
     def _serve_in_time(self, conn: Connection) -> Turn:
         """A pool thread with --max-queue-wait: a request that waited too long gets a 503."""
@@ -597,8 +617,17 @@ class Worker:
         done = self.done
         with self.done_lock:
             batch = [done.popleft() for _ in range(len(done))]  # appends may race: never clear()
+        conns, unwatched = self.conns, self.unwatched
+        # Every connection in the batch is off the pool's hands; the tokens were never on them.
+        self.in_pool -= len(batch)
         for item, state in batch:
-            if not isinstance(item, Connection):  # the backlog's turn came up in the queue
+            if state == REARMED and not item.closed and not (unwatched and item in unwatched):
+                # Kept alive, and registered by its thread: nearly always. (Only connections
+                # come back REARMED.)
+                conns[item.fd] = item  # type: ignore[assignment]
+                continue
+            if type(item) is not Connection:  # the backlog's turn came up in the queue
+                self.in_pool += 1
                 if state == ADOPTED:
                     self.in_pool += 1  # its own entry follows when the thread is done with it
                     self.accepted += 1
@@ -606,21 +635,18 @@ class Worker:
                 self._update_listening()
                 if self.listening:
                     self._accept_batch(item)
-                continue
-            self.in_pool -= 1
-            if state == REARMED:
-                if item in self.unwatched:
-                    self.unwatched.discard(item)
+            elif state == REARMED:
+                if item in unwatched:
+                    unwatched.discard(item)
                     self._watch(item)
-                elif not item.closed:
-                    self.conns[item.fd] = item
                 else:
-                    self._drop_key(item)
+                    self._drop_key(item)  # closed
             elif state == WAIT and not item.closed:
                 self._watch(item)
             else:
                 self._drop_key(item)
-            self._after_request()
+        # Once per batch: it looks at the time and the count, not at each request.
+        self._after_request()
         self._update_listening()
 
     def _watch(self, conn: Connection) -> None:
@@ -632,7 +658,7 @@ class Worker:
         """
         if conn.closed:
             return
-        key = self.sel.get_map().get(conn.fd)
+        key = self.registered.get(conn.fd)
         if key is None or key.data is not conn:
             try:
                 if key is not None:
@@ -646,7 +672,7 @@ class Worker:
 
     def _drop_key(self, conn: Connection) -> None:
         """A connection the pool closed or gave up: its registration, if still there, goes."""
-        key = self.sel.get_map().get(conn.fd)
+        key = self.registered.get(conn.fd)
         if key is not None and key.data is conn:
             self.sel.unregister(conn.fd)
 
@@ -813,6 +839,13 @@ class Worker:
         for _ in self.threads:
             self.jobs.put(None)
         _flush_logs()
+
+
+def _registered(sel: selectors.BaseSelector) -> Any:
+    """The selector's keys by fd: its own dict where it has one (CPython's selectors do), which
+    a pool thread reads once per request; ``get_map()`` makes that several Python calls."""
+    keys = getattr(sel, "_fd_to_key", None)
+    return keys if type(keys) is dict else sel.get_map()
 
 
 def _wake(fd: int) -> None:
