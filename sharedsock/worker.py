@@ -144,6 +144,8 @@ class Worker:
         _raise_fd_limit(self.config.worker_connections + 64)
         keep_freed_memory()
         set_process_title(f"sharedsock: worker [{self.config.proc_name or self.app_spec.name}]")
+        if self.config.threads > 1:
+            sys.setswitchinterval(self.config.switch_interval)  # before the app: its own choice wins
         try:
             app = self.app_spec.load()
         except KeyboardInterrupt:

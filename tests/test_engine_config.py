@@ -413,3 +413,35 @@ def test_reload_waits_for_fix_when_app_never_loaded(start_server, tmp_path):
     server.wait_ready()
     assert http_get(server, "/")[2] == b"fixed"
     assert server.stop() == 0
+
+
+SWITCH_APP = """
+import sys
+
+def app(environ, start_response):
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [repr(sys.getswitchinterval()).encode()]
+"""
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["--threads", "4"], 0.0005),  # the default, for a pool
+    (["--threads", "4", "--switch-interval", "0.002"], 0.002),
+    (["--threads", "1", "--switch-interval", "0.002"], 0.005),  # no pool: Python's own is kept
+])
+def test_a_threaded_worker_sets_the_switch_interval(start_server, tmp_path, start_method, args, expected):
+    (tmp_path / "switchapp.py").write_text(SWITCH_APP)
+    server = start_server(["--bind", "127.0.0.1:0", "--start-method", start_method, *args,
+                           "switchapp:app"], cwd=tmp_path, env={"PYTHONPATH": str(tmp_path)})
+    status, _, body = http_get(server, "/")
+    assert status == 200
+    assert float(body) == pytest.approx(expected)
+    assert server.stop() == 0
+
+
+def test_a_switch_interval_of_zero_is_refused(tmp_path):
+    result = run_cli(["--bind", "127.0.0.1:0", "--threads", "4", "--switch-interval", "0", "testapp:app"],
+                     tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip().splitlines() == [result.stderr.strip()]
+    assert "--switch-interval: must be at least" in result.stderr
