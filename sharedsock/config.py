@@ -335,10 +335,10 @@ OPTIONS: tuple[Option, ...] = (
     Option("switch_interval", to_float, 0.0005, section="Workers", metavar="SECONDS",
            check=_at_least(0.000001),
            help="With --threads above 1: how long one thread may keep the interpreter lock while "
-                "another waits for it (sys.setswitchinterval, set in each worker before it loads "
-                "the app, so an app that sets its own keeps it). Python's own 5 ms lets a request "
-                "ready on one thread wait out several turns of the others: at 0.5 ms the slowest "
-                "requests of a Flask or Django app come back sooner. 0.005 restores Python's default."),
+                "another waits for it (sys.setswitchinterval, set in each worker; an app that sets its "
+                "own at import keeps it). Python's own 5 ms lets a request ready on one thread wait "
+                "out several turns of the others: at 0.5 ms the slowest requests of a Flask or "
+                "Django app come back sooner. 0.005 restores Python's default; at least 1e-06."),
     Option("worker_connections", to_int, 1000, section="Workers", metavar="N", check=_at_least(1),
            help="Connections (busy or idle keep-alive) each worker holds at most. At the limit the "
                 "longest-idle keep-alive connection is closed to make room; when none is idle, new "

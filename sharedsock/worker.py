@@ -33,7 +33,7 @@ import threading
 import time
 import traceback
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from enum import IntEnum
 from queue import SimpleQueue
 from typing import Any
@@ -69,6 +69,7 @@ _CONTROL = object()
 ACCEPT_BATCH = 64  # inline mode: connections taken per wake-up, so a burst is not accepted one per round
 DRAIN_QUIET = 1.0  # draining: a kept-alive connection quiet this long is closed (capped by --keepalive)
 DRAIN_SWEEP = 0.1
+PYTHON_SWITCH_INTERVAL = 0.005  # sys.getswitchinterval() until something sets it
 STATS_EVERY = 1.0  # --metrics-bind: request counters go to the master at most this often
 
 
@@ -83,7 +84,8 @@ class Worker:
         self.generation = generation
         self.pid = os.getpid()
         self.sel = selectors.DefaultSelector()
-        self.registered = _registered(self.sel)  # the selector's keys by fd, read per request
+        # The selector's keys by fd, read per request.
+        self.registered: Mapping[Any, selectors.SelectorKey] = _registered(self.sel)
         self.conns: dict[int, Connection] = {}  # registered in the selector, by fd
         # The pool's work queue, in arrival order: connections with a complete request, and
         # now and then a Listener, the token of a turn for clients still in the kernel
@@ -144,8 +146,10 @@ class Worker:
         _raise_fd_limit(self.config.worker_connections + 64)
         keep_freed_memory()
         set_process_title(f"sharedsock: worker [{self.config.proc_name or self.app_spec.name}]")
-        if self.config.threads > 1:
-            sys.setswitchinterval(self.config.switch_interval)  # before the app: its own choice wins
+        # Before the app loads, and only over Python's own value: an app that sets its own at
+        # import keeps it, also when it was imported in the master (--preload, serve(app)).
+        if self.config.threads > 1 and sys.getswitchinterval() == PYTHON_SWITCH_INTERVAL:
+            sys.setswitchinterval(self.config.switch_interval)
         try:
             app = self.app_spec.load()
         except KeyboardInterrupt:
@@ -449,12 +453,7 @@ class Worker:
         # then hands it back without a system call.
         del self.conns[conn.fd]
         self.lent.add(conn)
-        if self.max_wait:
-            self.ready_at[conn] = time.monotonic()
-        self.in_pool += 1
-        self.jobs.put(conn)
-        if self.max_queue is not None and not self.shedding and self._queue_full():
-            self._update_listening()
+        self._to_pool(conn, time.monotonic() if self.max_wait else 0.0)
 
     def _to_pool(self, conn: Connection, ready_at: float) -> None:
         if self.max_wait:
@@ -620,23 +619,14 @@ class Worker:
         with self.done_lock:
             batch = [done.popleft() for _ in range(len(done))]  # appends may race: never clear()
         conns, unwatched = self.conns, self.unwatched
-        # Every connection in the batch is off the pool's hands; the tokens were never on them.
-        self.in_pool -= len(batch)
+        turns: list[tuple[Listener, int]] = []
         for item, state in batch:
             if state == REARMED and not item.closed and not (unwatched and item in unwatched):
                 # Kept alive, and registered by its thread: nearly always. (Only connections
                 # come back REARMED.)
                 conns[item.fd] = item  # type: ignore[assignment]
-                continue
-            if type(item) is not Connection:  # the backlog's turn came up in the queue
-                self.in_pool += 1
-                if state == ADOPTED:
-                    self.in_pool += 1  # its own entry follows when the thread is done with it
-                    self.accepted += 1
-                self.accept_queued = False
-                self._update_listening()
-                if self.listening:
-                    self._accept_batch(item)
+            elif type(item) is not Connection:
+                turns.append((item, state))
             elif state == REARMED:
                 if item in unwatched:
                     unwatched.discard(item)
@@ -647,6 +637,17 @@ class Worker:
                 self._watch(item)
             else:
                 self._drop_key(item)
+        self.in_pool -= len(batch) - len(turns)
+        # The backlog's turns came up in the queue: taken once every connection is booked, so
+        # the room they see is exact.
+        for listener, state in turns:
+            if state == ADOPTED:
+                self.in_pool += 1  # its own entry follows when the thread is done with it
+                self.accepted += 1
+            self.accept_queued = False
+            self._update_listening()
+            if self.listening:
+                self._accept_batch(listener)
         # Once per batch: it looks at the time and the count, not at each request.
         self._after_request()
         self._update_listening()
@@ -843,7 +844,7 @@ class Worker:
         _flush_logs()
 
 
-def _registered(sel: selectors.BaseSelector) -> Any:
+def _registered(sel: selectors.BaseSelector) -> Mapping[Any, selectors.SelectorKey]:
     """The selector's keys by fd: its own dict where it has one (CPython's selectors do), which
     a pool thread reads once per request; ``get_map()`` makes that several Python calls."""
     keys = getattr(sel, "_fd_to_key", None)

@@ -445,3 +445,22 @@ def test_a_switch_interval_of_zero_is_refused(tmp_path):
     assert result.returncode == 2, result.stderr
     assert result.stderr.strip().splitlines() == [result.stderr.strip()]
     assert "--switch-interval: must be at least" in result.stderr
+
+
+@pytest.mark.parametrize("preload", [False, True])
+def test_an_app_that_sets_its_own_switch_interval_keeps_it(start_server, tmp_path, preload):
+    """With --preload the app's import runs in the master, before any worker exists."""
+    (tmp_path / "ownswitch.py").write_text("import sys\nsys.setswitchinterval(0.003)\n" + SWITCH_APP)
+    args = ["--bind", "127.0.0.1:0", "--threads", "4", "--switch-interval", "0.002"]
+    server = start_server([*args, *(["--preload"] if preload else []), "ownswitch:app"], cwd=tmp_path,
+                          env={"PYTHONPATH": str(tmp_path)})
+    assert float(http_get(server, "/")[2]) == pytest.approx(0.003)
+    assert server.stop() == 0
+
+
+def test_the_switch_interval_can_come_from_the_environment(start_server, tmp_path):
+    (tmp_path / "switchapp.py").write_text(SWITCH_APP)
+    server = start_server(["--bind", "127.0.0.1:0", "--threads", "2", "switchapp:app"], cwd=tmp_path,
+                          env={"PYTHONPATH": str(tmp_path), "SHAREDSOCK_SWITCH_INTERVAL": "0.0025"})
+    assert float(http_get(server, "/")[2]) == pytest.approx(0.0025)
+    assert server.stop() == 0
