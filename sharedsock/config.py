@@ -248,6 +248,14 @@ def _at_least(minimum: float) -> Callable[[Any], None]:
     return check
 
 
+def _between(minimum: float, maximum: float) -> Callable[[Any], None]:
+    def check(value: Any) -> None:
+        if not minimum <= value <= maximum:
+            raise ValueError(f"must be from {minimum:g} to {maximum:g}, got {value:g}")
+
+    return check
+
+
 def _one_of(*choices: str) -> Callable[[Any], None]:
     def check(value: Any) -> None:
         if value not in choices:
@@ -333,12 +341,12 @@ OPTIONS: tuple[Option, ...] = (
     Option("threads", to_int, 1, section="Workers", metavar="N", check=_at_least(1),
            help="Requests each worker runs in the app at once. Idle connections never hold a thread."),
     Option("switch_interval", to_float, 0.0005, section="Workers", metavar="SECONDS",
-           check=_at_least(0.000001),
+           check=_between(0.000001, 1.0),
            help="With --threads above 1: how long one thread may keep the interpreter lock while "
                 "another waits for it (sys.setswitchinterval, set in each worker; an app that sets its "
                 "own at import keeps it). Python's own 5 ms lets a request ready on one thread wait "
                 "out several turns of the others: at 0.5 ms the slowest requests of a Flask or "
-                "Django app come back sooner. 0.005 restores Python's default; at least 1e-06."),
+                "Django app come back sooner. 0.005 restores Python's default; from 1e-06 to 1."),
     Option("worker_connections", to_int, 1000, section="Workers", metavar="N", check=_at_least(1),
            help="Connections (busy or idle keep-alive) each worker holds at most. At the limit the "
                 "longest-idle keep-alive connection is closed to make room; when none is idle, new "
