@@ -239,6 +239,17 @@ class InputStream(io.RawIOBase):
         """Apps may close wsgi.input; the connection still owns and drains the body."""
 
 
+class ReceivedBody(io.BytesIO):
+    """``wsgi.input`` of a request whose whole body came before the app was called.
+
+    BytesIO starts out sharing the bytes it is given, and reading all of them
+    at once returns that very object, so the body is not copied again.
+    """
+
+    def close(self) -> None:
+        """As with InputStream: closing does not end the body for whoever reads it next."""
+
+
 class ErrorStream:
     """``wsgi.errors``: text written by the app goes to the server's error log stream."""
 

@@ -79,12 +79,13 @@ class Exchange:
     """
 
     __slots__ = ("parser", "events", "keepalive", "server", "served", "prefetching", "prefetched",
-                 "lingering", "linger_left", "head", "body_done", "expecting", "consumed",
+                 "lingering", "linger_left", "head", "body_done", "body", "expecting", "consumed",
                  "body_error", "drain_left", "response", "plan", "mode", "keep_alive", "sent",
                  "sent_before", "status", "overrun", "underrun", "write")
     # Per request, set by next_request:
     head: RequestHead
     body_done: bool
+    body: bytes | None  # the whole body, when it was here before the request was handed out (take_body)
     expecting: bool  # the client waits for a 100 Continue before sending the body
     consumed: int  # body bytes handed out so far
     body_error: ProtocolError | None
@@ -189,9 +190,12 @@ class Exchange:
                 self.overrun = self.underrun = False
                 self.consumed = 0
                 self.body_error = None
+                self.body = None
                 if payload.has_body:
                     self.body_done = False
                     self.expecting = payload.expect_continue
+                    if not self.expecting:
+                        self._take_whole_body()
                 else:
                     self.body_done = True
                     self.expecting = False
@@ -201,6 +205,38 @@ class Exchange:
             if kind == ERROR:
                 return payload
         return None
+
+    def _take_whole_body(self) -> None:
+        """A body that arrived in full with its head becomes one ``bytes`` (``take_body``) at once.
+
+        The app then reads it through a C-level stream instead of piece by piece
+        through ``read_body``; joining now costs the one copy that reading would.
+        """
+        events = self.events
+        pieces = []
+        for kind, payload in events:
+            if kind != DATA:
+                if kind != END:
+                    return
+                break
+            pieces.append(payload)
+        else:
+            return
+        if len(events) == len(pieces) + 1:
+            events.clear()  # nothing pipelined behind it: the common case
+        else:
+            for _ in range(len(pieces) + 1):
+                events.popleft()
+        body = pieces[0] if len(pieces) == 1 and type(pieces[0]) is bytes else _EMPTY.join(pieces)
+        self.body = body
+        self.body_done = True
+        self.consumed = len(body)
+
+    def take_body(self) -> bytes | None:
+        """The whole body, if it came with the head (handed out once); None: use ``read_body``."""
+        body = self.body
+        self.body = None
+        return body
 
     def take_continue(self) -> bytes:
         """The app wants the body: the 100 Continue to send, once (b"" if the response began)."""
@@ -213,7 +249,7 @@ class Exchange:
         Raises the ProtocolError that makes the body unusable, again on every later call.
         """
         if self.body_done:
-            return _EMPTY
+            return self.take_body() or _EMPTY
         if self.body_error is not None:
             raise self.body_error
         events = self.events
@@ -443,8 +479,11 @@ class Exchange:
         return KEEP
 
     def end_after_error(self) -> End:
-        """After the app failed: a close lingers if the client may still be sending the body."""
-        return LINGER if not self.body_done else CLOSE
+        """After the app failed: a close lingers if the client may still be sending the body.
+
+        Or if it sent one: a body received whole with its head may not have been read.
+        """
+        return LINGER if not self.body_done or self.head.has_body else CLOSE
 
     def refusal(self, error: ProtocolError) -> bytes:
         """A complete error response for a request we will not serve; the connection closes after it."""
