@@ -49,7 +49,7 @@ class RequestHead:
     """The request line and headers, exactly as received (header names keep their case)."""
 
     __slots__ = ("method", "target", "version", "headers", "keep_alive", "content_length",
-                 "chunked", "expect_continue", "upgrade")
+                 "chunked", "expect_continue", "upgrade", "has_body")
 
     def __init__(self, method: str, target: bytes, version: str, headers: list[tuple[bytes, bytes]],
                  keep_alive: bool, content_length: int | None, chunked: bool, expect_continue: bool,
@@ -63,10 +63,7 @@ class RequestHead:
         self.chunked = chunked
         self.expect_continue = expect_continue
         self.upgrade = upgrade
-
-    @property
-    def has_body(self) -> bool:
-        return self.chunked or bool(self.content_length)
+        self.has_body = chunked or bool(content_length)  # read twice per request: not a property
 
     def __repr__(self) -> str:
         return f"<RequestHead {self.method} {self.target!r} HTTP/{self.version}>"
