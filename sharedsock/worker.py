@@ -4,8 +4,10 @@ One selector watches the listeners, the master's channel, a wake-up pipe
 (signals, and pool jobs that closed or took the backlog's turn) and every
 connection that is idle or still sending its request head; pool threads put
 kept-alive connections back in it themselves. Requests run inline with
-``--threads 1`` and on a pool otherwise; either way a connection reaches the
-app only once its whole head has arrived. The listeners are watched only while
+``--threads 1``; with a pool, inline too while the pool is idle (a stand-in
+thread takes the loop over from a slow one: see _serve_inline), and on the pool
+otherwise. Either way a connection reaches the app only once its whole head has
+arrived. The listeners are watched only while
 there is room to serve another connection, so a busy worker leaves new clients
 to its siblings; a pool's next free thread takes the backlog's turn first.
 
@@ -32,6 +34,7 @@ import sys
 import threading
 import time
 import traceback
+from _thread import LockType
 from collections import deque
 from collections.abc import Callable, Mapping
 from enum import IntEnum
@@ -70,6 +73,16 @@ ACCEPT_BATCH = 64  # inline mode: connections taken per wake-up, so a burst is n
 DRAIN_QUIET = 1.0  # draining: a kept-alive connection quiet this long is closed (capped by --keepalive)
 DRAIN_SWEEP = 0.1
 PYTHON_SWITCH_INTERVAL = 0.005  # sys.getswitchinterval() until something sets it
+# Inline serving with a pool: the stand-in checks this often while requests are served
+# inline, and takes the loop over from one running this long; requests then go to the pool
+# for a while, from INLINE_BACKOFF_MIN doubling up to INLINE_BACKOFF_MAX while takeovers
+# come less than INLINE_BACKOFF_RESET apart. It sleeps once none ran inline for STAND_IN_QUIET.
+STAND_IN_POLL = 0.002
+TAKE_OVER_AFTER = 0.002
+INLINE_BACKOFF_MIN = 0.05
+INLINE_BACKOFF_MAX = 5.0
+INLINE_BACKOFF_RESET = 10.0
+STAND_IN_QUIET = 1.0
 STATS_EVERY = 1.0  # --metrics-bind: request counters go to the master at most this often
 
 
@@ -102,6 +115,20 @@ class Worker:
         # Handed to the pool from the selector and still registered there: see _on_lent.
         self.lent: set[Connection] = set()
         self.threads: list[threading.Thread] = []
+        # Inline serving with a pool (see _serve_inline): the loop runs under ``loop_lock``;
+        # ``may_inline`` is False while the stand-in runs it.
+        self.loop_lock = threading.Lock()
+        self.may_inline = config.threads > 1
+        self.inline_since = 0.0  # when the request being served inline began; 0: none is
+        self.last_inline = 0.0
+        self.inline_after = 0.0  # after a takeover, requests go to the pool until then
+        self.loop_wanted = False
+        self.loop_over = False
+        self.hold: Any = None  # the lock a pool thread is parked on during a takeover
+        self.stand_in_asleep = False
+        self.stand_in_wake = threading.Event()
+        self.inline_backoff = INLINE_BACKOFF_MIN
+        self.last_takeover = 0.0
         self.ctx: ServerContext | None = None
         self.draining = False
         self.drain_deadline = 0.0
@@ -195,6 +222,7 @@ class Worker:
                 t = threading.Thread(target=self._pool_loop, name=f"sharedsock-pool-{n}", daemon=True)
                 t.start()
                 self.threads.append(t)
+            threading.Thread(target=self._stand_in, name="sharedsock-stand-in", daemon=True).start()
         self.sel.register(self._wake_r, selectors.EVENT_READ, _WAKE)
         self.sel.register(self.control, selectors.EVENT_READ, _CONTROL)
         self._watch_listeners(True)
@@ -282,53 +310,63 @@ class Worker:
         config = self.config
         beat_every = min(1.0, config.timeout / 4) if config.timeout else 1.0
         self.beat_every = max(beat_every, 0.05)
-        sweep_every = max(0.05, min(1.0, config.keepalive / 2 or 1.0, config.header_timeout / 2))
-        next_sweep = 0.0
-        select = self.sel.select
+        self.sweep_every = max(0.05, min(1.0, config.keepalive / 2 or 1.0, config.header_timeout / 2))
+        self.next_sweep = 0.0
+        self.loop_lock.acquire()
+        pass_once = self._pass
+        while pass_once():
+            pass
+
+    def _pass(self) -> bool:
+        """One turn of the loop; False once the worker is done.
+
+        Run by the thread holding ``loop_lock``: the main thread, or the stand-in
+        while the main thread serves a slow request (see _serve_inline).
+        """
+        now = time.monotonic()
+        if now >= self.next_beat:
+            self._beat(now)
+        if self.reopen_requested:
+            self.reopen_requested = False
+            reopen_logs(self._access)
         conns = self.conns
-        while True:
-            now = time.monotonic()
-            if now >= self.next_beat:
-                self._beat(now)
-            if self.reopen_requested:
-                self.reopen_requested = False
-                reopen_logs(self._access)
-            if self.draining:
-                if not self.drain_deadline:
-                    self._begin_drain(now)
-                    sweep_every = min(sweep_every, DRAIN_SWEEP)
-                    next_sweep = now
-                if (not conns and not self.in_pool) or now >= self.drain_deadline:
-                    return
-            if now >= next_sweep:
-                self._sweep(now)
-                next_sweep = now + sweep_every
-                if self.accept_paused_until and now >= self.accept_paused_until:
-                    self.accept_paused_until = 0.0
-                    self._update_listening()
-            timeout = max(0.0, min(self.next_beat, next_sweep) - time.monotonic())
-            ready = select(timeout)
-            if self.done:
-                self._take_done()
-            for key, _ in ready:
-                data = key.data
-                if type(data) is Connection:
-                    if conns.get(data.fd) is not data:
-                        self._on_lent(data)
-                        continue
-                    state = data.on_readable()
-                    if state == READY:
-                        self._dispatch(data)
-                    elif state == CLOSED:
-                        self._forget(data)
-                elif data is _WAKE:
-                    self._on_wake()
-                elif data is _CONTROL:
-                    self._on_control()
-                else:
-                    self._on_listener(data)
-            if self.pass_queue is not None:
-                self._run_pass()
+        if self.draining:
+            if not self.drain_deadline:
+                self._begin_drain(now)
+                self.sweep_every = min(self.sweep_every, DRAIN_SWEEP)
+                self.next_sweep = now
+            if (not conns and not self.in_pool) or now >= self.drain_deadline:
+                return False
+        if now >= self.next_sweep:
+            self._sweep(now)
+            self.next_sweep = now + self.sweep_every
+            if self.accept_paused_until and now >= self.accept_paused_until:
+                self.accept_paused_until = 0.0
+                self._update_listening()
+        timeout = max(0.0, min(self.next_beat, self.next_sweep) - time.monotonic())
+        ready = self.sel.select(timeout)
+        if self.done:
+            self._take_done()
+        for key, _ in ready:
+            data = key.data
+            if type(data) is Connection:
+                if conns.get(data.fd) is not data:
+                    self._on_lent(data)
+                    continue
+                state = data.on_readable()
+                if state == READY:
+                    self._dispatch(data)
+                elif state == CLOSED:
+                    self._forget(data)
+            elif data is _WAKE:
+                self._on_wake()
+            elif data is _CONTROL:
+                self._on_control()
+            else:
+                self._on_listener(data)
+        if self.pass_queue is not None:
+            self._run_pass()
+        return True
 
     def _beat(self, now: float) -> None:
         """Tell the master we make progress, with the start of the oldest request in flight
@@ -419,6 +457,9 @@ class Worker:
             if self.threads:
                 if self._queue_full():
                     state = self.shedder.shed(conn, "queue", 0.0)
+                elif not self.in_pool and self.may_inline and self._inline_allowed():
+                    self._serve_inline(conn, lent=False)
+                    state = CLOSED  # booked already
                 else:
                     self._to_pool(conn, self.arrival(conn.sock, time.monotonic()))
                     state = CLOSED  # the pool owns it now
@@ -453,7 +494,103 @@ class Worker:
         # then hands it back without a system call.
         del self.conns[conn.fd]
         self.lent.add(conn)
-        self._to_pool(conn, time.monotonic() if self.max_wait else 0.0)
+        if not self.in_pool and self.may_inline and self._inline_allowed():
+            self._serve_inline(conn, lent=True)
+        else:
+            self._to_pool(conn, time.monotonic() if self.max_wait else 0.0)
+
+    def _inline_allowed(self) -> bool:
+        return not self.inline_after or time.monotonic() >= self.inline_after
+
+    def _serve_inline(self, conn: Connection, lent: bool) -> None:
+        """With the pool idle, the loop's own thread serves the request: no hand-off.
+
+        Handing a request to an idle pool thread costs a wake-up, a context switch
+        and an interpreter-lock transfer each way, which is what ``--threads`` cost
+        per request. The request is booked as the pool's while it runs, and the loop
+        is left to the stand-in (see _stand_in), which takes it over if the request
+        turns out slow, so other clients wait at most TAKE_OVER_AFTER for it.
+        """
+        self.in_pool += 1
+        self.inline_since = self.last_inline = time.monotonic()
+        if self.stand_in_asleep:
+            self.stand_in_wake.set()
+        lock = self.loop_lock
+        lock.release()
+        state = conn.serve()
+        if not lock.acquire(False):
+            self._take_loop_back()
+        self.inline_since = 0.0
+        self.in_pool -= 1
+        if lent:
+            self.lent.discard(conn)
+        if state == WAIT and not conn.closed:
+            self._watch(conn)
+        elif lent:
+            self._drop_key(conn)
+        self._after_request()
+        if not self.listening:
+            self._update_listening()
+
+    def _take_loop_back(self) -> None:
+        """The stand-in has the loop: ask for it back, then free the pool thread it parked."""
+        self.loop_wanted = True
+        _wake(self._wake_w)
+        self.loop_lock.acquire()
+        self.loop_wanted = False
+        hold = self.hold
+        if hold is not None:
+            self.hold = None
+            hold.release()
+        # Requests this slow belong on the pool: leave them there for a while, longer each time
+        # it happens again soon (a lone pause, a collection, costs little).
+        now = time.monotonic()
+        if now - self.last_takeover > INLINE_BACKOFF_RESET:
+            self.inline_backoff = INLINE_BACKOFF_MIN
+        else:
+            self.inline_backoff = min(self.inline_backoff * 2, INLINE_BACKOFF_MAX)
+        self.last_takeover = now
+        self.inline_after = now + self.inline_backoff
+
+    def _stand_in(self) -> None:
+        """Takes over the loop while the main thread serves a slow request inline.
+
+        It polls only while requests are being served inline (and sleeps on an
+        event otherwise): checking costs it the interpreter lock, a wake-up per
+        request would cost more. Taking over, it first parks one pool thread for
+        the request still running inline, so at most --threads requests run at once.
+        """
+        while not self.loop_over:
+            if time.monotonic() - self.last_inline > STAND_IN_QUIET:
+                self.stand_in_asleep = True
+                if time.monotonic() - self.last_inline > STAND_IN_QUIET:
+                    self.stand_in_wake.wait()
+                self.stand_in_wake.clear()
+                self.stand_in_asleep = False
+                continue
+            time.sleep(STAND_IN_POLL)
+            since = self.inline_since
+            if since and time.monotonic() - since >= TAKE_OVER_AFTER and not self.loop_over \
+                    and self.loop_lock.acquire(False):
+                self._lead_for_main()
+
+    def _lead_for_main(self) -> None:
+        """The stand-in, holding ``loop_lock``: run the loop until the main thread wants it."""
+        log.debug("worker %d: a request has run inline for %.1f ms; the stand-in takes over the loop",
+                  self.pid, (time.monotonic() - self.inline_since) * 1000)
+        hold = threading.Lock()
+        hold.acquire()
+        self.hold = hold
+        self.jobs.put(hold)
+        self.may_inline = False
+        try:
+            while not self.loop_wanted:
+                if not self._pass():
+                    self.loop_over = True
+                    break
+        finally:
+            self.may_inline = True
+            self.loop_lock.release()
 
     def _to_pool(self, conn: Connection, ready_at: float) -> None:
         if self.max_wait:
@@ -519,6 +656,12 @@ class Worker:
                 state, conn = self._serve_turn(turn, serve)
             else:
                 item = jobs.get()
+                while type(item) is LockType:
+                    # Parked while the request the stand-in took over from runs; then, as a
+                    # thread that has just finished one, the queue before the backlog.
+                    item.acquire()
+                    item.release()
+                    item = jobs.get()
                 if type(item) is Connection:
                     conn = item
                     state = serve(conn)
@@ -834,6 +977,8 @@ class Worker:
                 self._watch(conn)
 
     def _shutdown(self) -> None:
+        self.loop_over = True
+        self.stand_in_wake.set()
         for conn in list(self.conns.values()):
             conn.close()
         self.conns.clear()

@@ -498,3 +498,47 @@ def until_ready(conn) -> None:
             return
         assert state == WAIT
     raise AssertionError("the request never completed")
+
+
+# -- gates: requests that block until the test lets them go (apps/shed_app.py) -------------
+
+
+class Gates:
+    """FIFOs the app's ``/block?NAME`` requests read one byte from; the test holds them open."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.fds: dict[str, int] = {}
+
+    def make(self, *names: str) -> None:
+        for name in names:
+            path = self.folder / name
+            os.mkfifo(path)
+            self.fds[name] = os.open(path, os.O_RDWR)  # never blocks, and keeps the FIFO open
+
+    def release(self, name: str) -> None:
+        """Let one request waiting at (or coming to) gate ``name`` go."""
+        os.write(self.fds[name], b"x")
+
+    def close(self) -> None:
+        for fd in self.fds.values():
+            os.close(fd)
+
+
+@pytest.fixture
+def gates(tmp_path):
+    folder = tmp_path / "shed"
+    folder.mkdir()
+    (folder / "calls").touch()
+    found = Gates(folder)
+    yield found
+    found.close()
+
+
+def calls(gates: Gates) -> list[str]:
+    """Every call of the app so far, as ``pid path?query``."""
+    return (gates.folder / "calls").read_text().splitlines()
+
+
+def called(gates: Gates, target: str) -> bool:
+    return any(line.split(" ", 1)[1] == target for line in calls(gates))

@@ -8,7 +8,6 @@ buffer once the client's TCP stack reports it acknowledged.
 
 from __future__ import annotations
 
-import os
 import socket
 import struct
 import subprocess
@@ -23,7 +22,10 @@ from test_health_metrics import scrape, status_url
 from conftest import (
     DEADLINE,
     SHAREDSOCK,
+    Gates,
     ResponseReader,
+    called,
+    calls,
     debian_binary,
     http_get,
     pid_of,
@@ -32,47 +34,6 @@ from conftest import (
 )
 
 QUEUE_FULL = r"worker {pid}: queue full \(--max-queue\), not accepting"
-
-
-class Gates:
-    """FIFOs the app's ``/block?NAME`` requests read one byte from; the test holds them open."""
-
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
-        self.fds: dict[str, int] = {}
-
-    def make(self, *names: str) -> None:
-        for name in names:
-            path = self.folder / name
-            os.mkfifo(path)
-            self.fds[name] = os.open(path, os.O_RDWR)  # never blocks, and keeps the FIFO open
-
-    def release(self, name: str) -> None:
-        """Let one request waiting at (or coming to) gate ``name`` go."""
-        os.write(self.fds[name], b"x")
-
-    def close(self) -> None:
-        for fd in self.fds.values():
-            os.close(fd)
-
-
-@pytest.fixture
-def gates(tmp_path):
-    folder = tmp_path / "shed"
-    folder.mkdir()
-    (folder / "calls").touch()
-    found = Gates(folder)
-    yield found
-    found.close()
-
-
-def calls(gates: Gates) -> list[str]:
-    """Every call of the app so far, as ``pid path?query``."""
-    return (gates.folder / "calls").read_text().splitlines()
-
-
-def called(gates: Gates, target: str) -> bool:
-    return any(line.split(" ", 1)[1] == target for line in calls(gates))
 
 
 class Client:

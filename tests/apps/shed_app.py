@@ -4,10 +4,11 @@
 line (``pid path?query``), so the test counts the app's calls and sees a request begin, and
 the gates: ``GET /block?NAME`` reads one byte from the FIFO ``SHED_DIR/NAME`` (which the test
 holds open) before it answers, so the test releases exactly the requests it means to. Every
-answer names the worker's pid.
+answer names the worker's pid, and the thread that ran the app.
 """
 
 import os
+import threading
 
 
 def app(environ, start_response):
@@ -21,6 +22,6 @@ def app(environ, start_response):
             os.read(gate, 1)
         finally:
             os.close(gate)
-    body = f"pid={os.getpid()} {path}?{query}\n".encode()
+    body = f"pid={os.getpid()} thread={threading.current_thread().name} {path}?{query}\n".encode()
     start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
     return [body]
