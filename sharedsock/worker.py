@@ -457,7 +457,8 @@ class Worker:
             if self.threads:
                 if self._queue_full():
                     state = self.shedder.shed(conn, "queue", 0.0)
-                elif not self.in_pool and self.may_inline and self._inline_allowed():
+                elif not self.in_pool and self.may_inline \
+                        and (not self.inline_after or time.monotonic() >= self.inline_after):
                     self._serve_inline(conn, lent=False)
                     state = CLOSED  # booked already
                 else:
@@ -494,13 +495,11 @@ class Worker:
         # then hands it back without a system call.
         del self.conns[conn.fd]
         self.lent.add(conn)
-        if not self.in_pool and self.may_inline and self._inline_allowed():
+        if not self.in_pool and self.may_inline \
+                and (not self.inline_after or time.monotonic() >= self.inline_after):
             self._serve_inline(conn, lent=True)
         else:
             self._to_pool(conn, time.monotonic() if self.max_wait else 0.0)
-
-    def _inline_allowed(self) -> bool:
-        return not self.inline_after or time.monotonic() >= self.inline_after
 
     def _serve_inline(self, conn: Connection, lent: bool) -> None:
         """With the pool idle, the loop's own thread serves the request: no hand-off.
