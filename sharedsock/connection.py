@@ -64,6 +64,8 @@ class ServerContext:
         self.multithread = multithread
         self.multiprocess = multiprocess
         self.draining = False
+        # The thread running the worker's loop: the only one that drives TLS handshakes.
+        self.loop_thread = threading.get_ident()
         self.requests_served = 0
         self.inflight: dict[Connection, float] = {}
         self.pre_request: Callable[[dict], None] | None = None  # config-file hooks, set at worker start
@@ -679,10 +681,10 @@ class TLSHandshakeSocket:
         self.first = b""  # what followed a PROXY header
 
     def recv(self, size: int) -> bytes:
-        if threading.current_thread() is not threading.main_thread():
-            raise BlockingIOError  # the selector (the main thread) takes it from here
         conn, tls = self.conn, self.tls
         assert conn is not None
+        if threading.get_ident() != conn.ctx.loop_thread:
+            raise BlockingIOError  # the selector's thread takes it from here
         try:
             if self.first:
                 first, self.first = self.first, b""

@@ -126,6 +126,7 @@ class Worker:
         self.loop_over = False
         self.hold: Any = None  # the lock a pool thread is parked on during a takeover
         self.stand_in_asleep = False
+        self.main_thread = threading.get_ident()
         self.stand_in_wake = threading.Event()
         self.inline_backoff = INLINE_BACKOFF_MIN
         self.last_takeover = 0.0
@@ -279,9 +280,11 @@ class Worker:
         self.draining = True
         if self.ctx is not None:
             self.ctx.draining = True  # a response being written now already says Connection: close
+        _wake(self._wake_w)  # the stand-in may run the loop, and have read the signal's byte already
 
     def _on_usr1(self, signum, frame) -> None:
         self.reopen_requested = True
+        _wake(self._wake_w)
 
     def _on_quit(self, signum, frame) -> None:
         """Immediate stop, even from inside a request: in-flight requests are abandoned."""
@@ -419,11 +422,14 @@ class Worker:
         """Inline, a burst at once. With a pool, only as many as there are idle threads:
         a kept-alive client stays with the worker that accepted it, and a worker that
         took a whole burst would leave its siblings idle for the life of those clients."""
-        limit = self.config.threads - self.in_pool if self.threads else ACCEPT_BATCH
+        threads = self.config.threads
+        limit = threads - self.in_pool if self.threads else ACCEPT_BATCH
         for _ in range(limit):
             # A SIGTERM that came while an inline request ran stops the batch here.
             if self.draining or self._pass_full() or not self._accept(listener) or not self.listening:
                 return
+            if self.threads and self.in_pool >= threads:
+                return  # the stand-in filled the pool while this thread served one inline
 
     def _open(self, listener: Listener) -> Connection | None:
         """The next client from the backlog, None if it is empty; other failures raise OSError."""
@@ -571,25 +577,39 @@ class Worker:
             since = self.inline_since
             if since and time.monotonic() - since >= TAKE_OVER_AFTER and not self.loop_over \
                     and self.loop_lock.acquire(False):
-                self._lead_for_main()
+                if self.inline_since == since:
+                    self._lead_for_main(since)
+                else:  # that request ended, and the lock was free before the next began
+                    self.loop_lock.release()
 
-    def _lead_for_main(self) -> None:
-        """The stand-in, holding ``loop_lock``: run the loop until the main thread wants it."""
+    def _lead_for_main(self, since: float) -> None:
+        """The stand-in, holding ``loop_lock``: run the loop until the main thread wants it.
+
+        Should the loop end meanwhile (the drain's deadline passed, the request still
+        runs), the worker exits from here, as the main thread would have; a failure in
+        the loop ends the worker too, so the master replaces it.
+        """
         log.debug("worker %d: a request has run inline for %.1f ms; the stand-in takes over the loop",
-                  self.pid, (time.monotonic() - self.inline_since) * 1000)
+                  self.pid, (time.monotonic() - since) * 1000)
         hold = threading.Lock()
         hold.acquire()
         self.hold = hold
         self.jobs.put(hold)
         self.may_inline = False
+        self.ctx.loop_thread = threading.get_ident()
         try:
             while not self.loop_wanted:
                 if not self._pass():
                     self.loop_over = True
-                    break
-        finally:
-            self.may_inline = True
-            self.loop_lock.release()
+                    self._shutdown()
+                    os._exit(EXIT_OK)
+        except BaseException:
+            log.exception("worker %d: the loop failed on the stand-in thread", self.pid)
+            _flush_logs()
+            os._exit(1)  # as a worker whose main thread raised (launcher._run_forked)
+        self.ctx.loop_thread = self.main_thread
+        self.may_inline = True
+        self.loop_lock.release()
 
     def _to_pool(self, conn: Connection, ready_at: float) -> None:
         if self.max_wait:
@@ -880,8 +900,10 @@ class Worker:
         reset requests already on their way (or in the kernel's buffer).
         """
         quiet = min(DRAIN_QUIET, self.config.keepalive)
-        for conn in [c for c in self.conns.values()
-                     if c.between_requests and now - c.idle_since >= quiet]:
+        conns = self.conns
+        for conn in [c for c in conns.values() if c.between_requests and now - c.idle_since >= quiet]:
+            if conns.get(conn.fd) is not conn:
+                continue  # handed to the pool while one of these was served inline
             state = conn.close_if_quiet()
             if state == CLOSED:
                 self._forget(conn)
