@@ -115,25 +115,7 @@ class Connection:
     # -- selector side -----------------------------------------------------
 
     def on_readable(self) -> Turn:
-        try:
-            data = self.sock.recv(READ_SIZE)
-        except BlockingIOError:
-            return WAIT
-        except OSError:
-            self.close()
-            return CLOSED
-        if not data:
-            self.close()
-            return CLOSED
-        if self.exchange.lingering:
-            if self.exchange.discard(len(data)) == CLOSED:
-                self.close()
-                return CLOSED
-            return WAIT
-        state = self.feed(data)
-        # A full read of a small body: the rest is nearly always in the kernel already, and
-        # taking it now saves a pass through the selector.
-        while state == WAIT and len(data) == READ_SIZE and self.exchange.prefetching:
+        while True:
             try:
                 data = self.sock.recv(READ_SIZE)
             except BlockingIOError:
@@ -144,8 +126,16 @@ class Connection:
             if not data:
                 self.close()
                 return CLOSED
+            if self.exchange.lingering:
+                if self.exchange.discard(len(data)) == CLOSED:
+                    self.close()
+                    return CLOSED
+                return WAIT
             state = self.feed(data)
-        return state
+            # A full read of a small body: the rest is nearly always in the kernel already,
+            # and taking it now saves a pass through the selector.
+            if state != WAIT or len(data) < READ_SIZE or not self.exchange.prefetching:
+                return state
 
     def feed(self, data: bytes) -> Turn:
         """Parse bytes that arrived while the selector owned the connection."""

@@ -514,7 +514,8 @@ class Worker:
         and an interpreter-lock transfer each way, which is what ``--threads`` cost
         per request. The request is booked as the pool's while it runs, and the loop
         is left to the stand-in (see _stand_in), which takes it over if the request
-        turns out slow, so other clients wait at most TAKE_OVER_AFTER for it.
+        turns out slow, so other clients wait for it at most TAKE_OVER_AFTER plus one
+        STAND_IN_POLL (and the interpreter lock's switch interval).
         """
         self.in_pool += 1
         self.inline_since = self.last_inline = time.monotonic()
@@ -600,7 +601,6 @@ class Worker:
         try:
             while not self.loop_wanted:
                 if not self._pass():
-                    self.loop_over = True
                     self._shutdown()
                     os._exit(EXIT_OK)
         except BaseException:

@@ -13,9 +13,8 @@ import fcntl
 import socket
 import struct
 import termios
-import time
 
-from conftest import ResponseReader, loopback_connection
+from conftest import ResponseReader, loopback_connection, wait_for
 from sharedsock.connection import READY, WAIT
 from sharedsock.http.exchange import PREFETCH_LIMIT
 from sharedsock.sockio import READ_SIZE
@@ -58,10 +57,7 @@ def _unread(sock: socket.socket) -> int:
 
 def _arrived(conn, size: int) -> None:
     """Poll until the server's socket holds ``size`` bytes (the whole request)."""
-    deadline = time.monotonic() + 30
-    while _unread(conn.sock) < size:
-        assert time.monotonic() < deadline, "the request did not arrive"
-        time.sleep(0.01)
+    wait_for(lambda: _unread(conn.sock) >= size, message="the whole request in the server's socket")
 
 
 def _exchange(path: str, body: bytes) -> tuple[list, bytes]:
