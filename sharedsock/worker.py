@@ -52,6 +52,7 @@ from .http.parser import Limits
 from .listeners import Listener
 from .logs import AccessLog, format_exception_line, log, reopen_logs
 from .proxy import TrustedProxies
+from .readiness import read_readiness
 from .requeststats import RequestStats
 from .shedding import Shedder, arrival, arrived_now
 from .signals import WORKER_IGNORED, set_process_title
@@ -96,9 +97,9 @@ class Worker:
         self.index = index
         self.generation = generation
         self.pid = os.getpid()
-        self.sel = selectors.DefaultSelector()
+        self.sel = read_readiness()
         # The selector's keys by fd, read per request.
-        self.registered: Mapping[Any, selectors.SelectorKey] = _registered(self.sel)
+        self.registered: Mapping[Any, selectors.SelectorKey] = self.sel.keys
         self.conns: dict[int, Connection] = {}  # registered in the selector, by fd
         # The pool's work queue, in arrival order: connections with a complete request, and
         # now and then a Listener, the token of a turn for clients still in the kernel
@@ -347,11 +348,10 @@ class Worker:
                 self.accept_paused_until = 0.0
                 self._update_listening()
         timeout = max(0.0, min(self.next_beat, self.next_sweep) - time.monotonic())
-        ready = self.sel.select(timeout)
+        ready = self.sel.ready(timeout)
         if self.done:
             self._take_done()
-        for key, _ in ready:
-            data = key.data
+        for data in ready:
             if type(data) is Connection:
                 if conns.get(data.fd) is not data:
                     self._on_lent(data)
@@ -1052,13 +1052,6 @@ class Worker:
         for _ in self.threads:
             self.jobs.put(None)
         _flush_logs()
-
-
-def _registered(sel: selectors.BaseSelector) -> Mapping[Any, selectors.SelectorKey]:
-    """The selector's keys by fd: its own dict where it has one (CPython's selectors do), which
-    a pool thread reads once per request; ``get_map()`` makes that several Python calls."""
-    keys = getattr(sel, "_fd_to_key", None)
-    return keys if type(keys) is dict else sel.get_map()
 
 
 def _wake(fd: int) -> None:
