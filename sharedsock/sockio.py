@@ -16,7 +16,9 @@ import struct
 import termios
 import time
 
-READ_SIZE = 65536
+# A head and a prefetched body of up to 64 KiB (exchange.PREFETCH_LIMIT) come in one read:
+# splitting them cost a second pass through the protocol's events, and a join of the pieces.
+READ_SIZE = 65536 + 16384
 
 
 class ClientTimeout(Exception):

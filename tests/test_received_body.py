@@ -1,9 +1,10 @@
 """A small request body that arrives with its head reaches the app whole, in one pass.
 
 The selector side takes a body of up to PREFETCH_LIMIT before the app is called
-(so a slow client holds no thread). Such a body used to take a second pass
-through the selector when it filled one read, and the app then read it piece
-by piece through the protocol's events. These tests drive a Connection
+(so a slow client holds no thread). One read holds such a body with a common
+head; with a long head it used to take a second pass through the selector
+when it filled that read, and the app then read it piece by piece through the
+protocol's events. These tests drive a Connection
 in-process over real loopback TCP.
 """
 
@@ -47,8 +48,14 @@ def _app(environ, start_response):
     return [out]
 
 
-def _post(path: str, body: bytes) -> bytes:
-    return b"POST %s HTTP/1.1\r\nHost: t\r\nContent-Length: %d\r\n\r\n%s" % (path.encode(), len(body), body)
+# Header fields that make head and body overflow one read (READ_SIZE holds a small body
+# with a common head): each is below the default --limit-request-field-size.
+PADDING = b"".join(b"X-Pad-%d: %s\r\n" % (n, b"p" * 8000) for n in range(3))
+
+
+def _post(path: str, body: bytes, padding: bytes = PADDING) -> bytes:
+    return b"POST %s HTTP/1.1\r\nHost: t\r\n%sContent-Length: %d\r\n\r\n%s" % (
+        path.encode(), padding, len(body), body)
 
 
 def _unread(sock: socket.socket) -> int:
@@ -60,9 +67,12 @@ def _arrived(conn, size: int) -> None:
     wait_for(lambda: _unread(conn.sock) >= size, message="the whole request in the server's socket")
 
 
-def _exchange(path: str, body: bytes) -> tuple[list, bytes]:
-    request = _post(path, body)
-    assert len(request) > READ_SIZE  # the body does not fit in the read that takes the head
+def _exchange(path: str, body: bytes, padding: bytes = PADDING) -> tuple[list, bytes]:
+    request = _post(path, body, padding)
+    if padding:
+        assert len(request) > READ_SIZE  # the body does not fit in the read that takes the head
+    else:
+        assert len(request) <= READ_SIZE
     with loopback_connection(_app) as (conn, client):
         conn.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
         client.sendall(request)
@@ -78,6 +88,12 @@ def _exchange(path: str, body: bytes) -> tuple[list, bytes]:
 
 def test_a_body_that_fills_a_read_is_taken_in_the_same_pass():
     turns, answer = _exchange("/", BODY)
+    assert turns == [READY]
+    assert answer == b"%d" % len(BODY) and seen["body"] == BODY and seen["after"] == b""
+
+
+def test_a_body_at_the_prefetch_limit_with_a_common_head_comes_in_one_read():
+    turns, answer = _exchange("/", BODY, padding=b"")
     assert turns == [READY]
     assert answer == b"%d" % len(BODY) and seen["body"] == BODY and seen["after"] == b""
 
