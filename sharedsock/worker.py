@@ -75,11 +75,11 @@ DRAIN_QUIET = 1.0  # draining: a kept-alive connection quiet this long is closed
 DRAIN_SWEEP = 0.1
 PYTHON_SWITCH_INTERVAL = 0.005  # sys.getswitchinterval() until something sets it
 # Inline serving with a pool: the stand-in checks this often while requests are served
-# inline, and takes the loop over from one running this long; requests then go to the pool
-# for a while, from INLINE_BACKOFF_MIN doubling up to INLINE_BACKOFF_MAX while takeovers
-# come less than INLINE_BACKOFF_RESET apart. It sleeps once none ran inline for STAND_IN_QUIET.
+# inline, and takes the loop over from one still running at the next check; requests then
+# go to the pool for a while, from INLINE_BACKOFF_MIN doubling up to INLINE_BACKOFF_MAX
+# while takeovers come less than INLINE_BACKOFF_RESET apart. It sleeps once none ran inline
+# for STAND_IN_QUIET.
 STAND_IN_POLL = 0.002
-TAKE_OVER_AFTER = 0.002
 INLINE_BACKOFF_MIN = 0.05
 INLINE_BACKOFF_MAX = 5.0
 INLINE_BACKOFF_RESET = 10.0
@@ -120,8 +120,8 @@ class Worker:
         # ``may_inline`` is False while the stand-in runs it.
         self.loop_lock = threading.Lock()
         self.may_inline = config.threads > 1
-        self.inline_since = 0.0  # when the request being served inline began; 0: none is
-        self.last_inline = 0.0
+        self.inline_conn: Connection | None = None  # the one served inline now, if any
+        self.inline_lent = False  # the stand-in took the loop over and lent inline_conn
         self.inline_after = 0.0  # after a takeover, requests go to the pool until then
         self.loop_wanted = False
         self.loop_over = False
@@ -465,7 +465,7 @@ class Worker:
                     state = self.shedder.shed(conn, "queue", 0.0)
                 elif not self.in_pool and self.may_inline \
                         and (not self.inline_after or time.monotonic() >= self.inline_after):
-                    self._serve_inline(conn, lent=False)
+                    self._serve_inline(conn, watched=False)
                     state = CLOSED  # booked already
                 else:
                     self._to_pool(conn, self.arrival(conn.sock, time.monotonic()))
@@ -497,28 +497,29 @@ class Worker:
             if self.shedder.shed(conn, "queue", 0.0) == CLOSED:
                 self._forget(conn)
             return
+        if not self.in_pool and self.may_inline \
+                and (not self.inline_after or time.monotonic() >= self.inline_after):
+            self._serve_inline(conn, watched=True)
+            return
         # It stays registered (see _on_lent): the thread that serves a kept-alive request
         # then hands it back without a system call.
         del self.conns[conn.fd]
         self.lent.add(conn)
-        if not self.in_pool and self.may_inline \
-                and (not self.inline_after or time.monotonic() >= self.inline_after):
-            self._serve_inline(conn, lent=True)
-        else:
-            self._to_pool(conn, time.monotonic() if self.max_wait else 0.0)
+        self._to_pool(conn, time.monotonic() if self.max_wait else 0.0)
 
-    def _serve_inline(self, conn: Connection, lent: bool) -> None:
+    def _serve_inline(self, conn: Connection, watched: bool) -> None:
         """With the pool idle, the loop's own thread serves the request: no hand-off.
 
         Handing a request to an idle pool thread costs a wake-up, a context switch
         and an interpreter-lock transfer each way, which is what ``--threads`` cost
-        per request. The request is booked as the pool's while it runs, and the loop
-        is left to the stand-in (see _stand_in), which takes it over if the request
-        turns out slow, so other clients wait for it at most TAKE_OVER_AFTER plus one
-        STAND_IN_POLL (and the interpreter lock's switch interval).
+        per request. The loop is left to the stand-in (see _stand_in), which takes
+        it over if the request turns out slow, so other clients wait for it at most
+        two STAND_IN_POLLs (and the interpreter lock's switch interval). Taking over,
+        it books the request as the pool's and lends its connection if ``watched``
+        (see _lead_for_main); until then the request costs the loop's bookkeeping
+        what it would without threads.
         """
-        self.in_pool += 1
-        self.inline_since = self.last_inline = time.monotonic()
+        self.inline_conn = conn
         if self.stand_in_asleep:
             self.stand_in_wake.set()
         lock = self.loop_lock
@@ -526,15 +527,32 @@ class Worker:
         state = conn.serve()
         if not lock.acquire(False):
             self._take_loop_back()
-        self.inline_since = 0.0
-        self.in_pool -= 1
-        if lent:
-            self.lent.discard(conn)
-        if state == WAIT and not conn.closed:
-            self._watch(conn)
-        elif lent:
-            self._drop_key(conn)
+            self.inline_conn = None
+            self._after_takeover(conn, state, watched)
+        else:
+            self.inline_conn = None
+            if watched:
+                if state == CLOSED:
+                    self._forget(conn)
+            elif state == WAIT:
+                self._watch(conn)
         self._after_request()
+
+    def _after_takeover(self, conn: Connection, state: Turn, watched: bool) -> None:
+        """The loop is back from the stand-in, which booked the inline request as the pool's."""
+        self.in_pool -= 1
+        if self.inline_lent:
+            self.inline_lent = False
+            self.lent.discard(conn)
+            if state == WAIT and not conn.closed:
+                self._watch(conn)
+            else:
+                self._drop_key(conn)
+        elif watched:
+            if state == CLOSED:
+                self._forget(conn)
+        elif state == WAIT:
+            self._watch(conn)
         if not self.listening:
             self._update_listening()
 
@@ -563,35 +581,61 @@ class Worker:
 
         It polls only while requests are being served inline (and sleeps on an
         event otherwise): checking costs it the interpreter lock, a wake-up per
-        request would cost more. Taking over, it first parks one pool thread for
+        request would cost more. A request still running a whole poll later is
+        slow, unless the poll itself came late while the main thread got no CPU:
+        then the whole process stood still (the host, swapping) and the request
+        may be as quick as ever. Taking over, it first parks one pool thread for
         the request still running inline, so at most --threads requests run at once.
         """
+        ctx = self.ctx
+        main_cpu = _thread_cpu_clock(self.main_thread)
+        seen_conn: Connection | None = None
+        seen_served = -1
+        active = time.monotonic()
         while not self.loop_over:
-            if time.monotonic() - self.last_inline > STAND_IN_QUIET:
+            if time.monotonic() - active > STAND_IN_QUIET:
                 self.stand_in_asleep = True
-                if time.monotonic() - self.last_inline > STAND_IN_QUIET:
+                if self.inline_conn is None:
                     self.stand_in_wake.wait()
                 self.stand_in_wake.clear()
                 self.stand_in_asleep = False
+                seen_conn, seen_served = None, -1
+                active = time.monotonic()
                 continue
+            polled = time.monotonic()
+            cpu = time.clock_gettime(main_cpu) if main_cpu is not None else 0.0
             time.sleep(STAND_IN_POLL)
-            since = self.inline_since
-            if since and time.monotonic() - since >= TAKE_OVER_AFTER and not self.loop_over \
-                    and self.loop_lock.acquire(False):
-                if self.inline_since == since:
-                    self._lead_for_main(since)
+            conn, served = self.inline_conn, ctx.requests_served
+            if conn is None or conn is not seen_conn or served != seen_served:
+                if conn is not None:
+                    active = time.monotonic()
+                seen_conn, seen_served = conn, served
+                continue
+            late = time.monotonic() - polled > 2 * STAND_IN_POLL
+            if late and main_cpu is not None and time.clock_gettime(main_cpu) - cpu < STAND_IN_POLL / 2:
+                continue  # stood still: the next poll decides
+            if not self.loop_over and self.loop_lock.acquire(False):
+                if self.inline_conn is conn and ctx.requests_served == served:
+                    self._lead_for_main(time.monotonic() - polled)
                 else:  # that request ended, and the lock was free before the next began
                     self.loop_lock.release()
+            seen_conn, seen_served = None, -1
 
-    def _lead_for_main(self, since: float) -> None:
+    def _lead_for_main(self, waited: float) -> None:
         """The stand-in, holding ``loop_lock``: run the loop until the main thread wants it.
 
         Should the loop end meanwhile (the drain's deadline passed, the request still
         runs), the worker exits from here, as the main thread would have; a failure in
         the loop ends the worker too, so the master replaces it.
         """
-        log.debug("worker %d: a request has run inline for %.1f ms; the stand-in takes over the loop",
-                  self.pid, (time.monotonic() - since) * 1000)
+        log.debug("worker %d: a request has run inline for over %.1f ms; the stand-in takes over "
+                  "the loop", self.pid, waited * 1000)
+        self.in_pool += 1  # the request still running inline
+        conn = self.inline_conn
+        if conn is not None and self.conns.get(conn.fd) is conn:
+            del self.conns[conn.fd]  # the main thread's until it is done (see _on_lent)
+            self.lent.add(conn)
+            self.inline_lent = True
         hold = threading.Lock()
         hold.acquire()
         self.hold = hold
@@ -1027,6 +1071,16 @@ def _raise_fd_limit(wanted: int) -> None:
             resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
     except (ValueError, OSError):
         pass
+
+
+def _thread_cpu_clock(ident: int) -> int | None:
+    """The clock of a thread's CPU time, where the platform has one."""
+    try:
+        clock = time.pthread_getcpuclockid(ident)
+        time.clock_gettime(clock)
+    except (AttributeError, OSError):
+        return None
+    return clock
 
 
 def _flush_logs() -> None:

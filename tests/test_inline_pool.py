@@ -10,8 +10,10 @@ the test opens and names the thread that served each request.
 
 from __future__ import annotations
 
+import os
 import re
 import signal
+import threading
 import time
 
 import pytest
@@ -25,6 +27,8 @@ from conftest import DEADLINE, called, pid_of, process_alive, wait_for
 # the app by then.
 NOT_STARTED = 1.0
 TAKEOVER = "the stand-in takes over the loop"
+PAUSES = 30
+PAUSE = 0.02  # ten of the stand-in's polls
 
 
 @pytest.fixture(scope="module")
@@ -132,3 +136,42 @@ def test_a_drain_ends_on_time_while_an_inline_request_hangs(start_server, gates,
     wait_for(lambda: not process_alive(worker), timeout=DEADLINE, message="the worker gone")
     assert server.proc.wait(timeout=DEADLINE) == 0
     assert "did not finish in time; killing it" not in server.log()
+
+
+def test_a_pause_of_the_whole_worker_is_no_reason_to_take_over(start_server, gates, start_method):
+    """Stopped and continued (as by a busy host), the worker finds its inline request still
+    running, but the request got no CPU meanwhile: it is not slow, and stays inline.
+
+    A loaded machine may still delay a request past the stand-in's next poll, and that
+    takeover is by design: only a takeover spanning a pause would be this mistake.
+    """
+    server = _start(start_server, gates, "--threads", "2", "--start-method", start_method)
+    client = Client(server)
+    worker = pid_of(client.get("/warm?1")[2])
+    _inline_now(server, client)
+    served = 0
+    busy = threading.Event()
+
+    def hammer() -> None:
+        nonlocal served
+        busy.set()
+        while busy.is_set():
+            assert client.get("/spin?0.2")[0] == 200
+            served += 1
+
+    hammering = threading.Thread(target=hammer)
+    hammering.start()
+    try:
+        busy.wait()
+        for _ in range(PAUSES):
+            os.kill(worker, signal.SIGSTOP)
+            time.sleep(PAUSE)  # the stimulus: the worker stands still this long
+            os.kill(worker, signal.SIGCONT)
+            before = served
+            wait_for(lambda before=before: served > before + 1, message="requests served after the pause")
+    finally:
+        os.kill(worker, signal.SIGCONT)
+        busy.clear()
+        hammering.join(DEADLINE)
+    waits = [float(ms) for ms in re.findall(r"run inline for (?:over )?([\d.]+) ms", server.log())]
+    assert not [ms for ms in waits if ms >= PAUSE * 1000 / 2], waits
