@@ -525,8 +525,7 @@ class Worker:
         lock = self.loop_lock
         lock.release()
         state = conn.serve()
-        if not lock.acquire(False):
-            self._take_loop_back()
+        if not lock.acquire(False) and self._take_loop_back():
             self.inline_conn = None
             self._after_takeover(conn, state, watched)
         else:
@@ -556,16 +555,21 @@ class Worker:
         if not self.listening:
             self._update_listening()
 
-    def _take_loop_back(self) -> None:
-        """The stand-in has the loop: ask for it back, then free the pool thread it parked."""
+    def _take_loop_back(self) -> bool:
+        """The stand-in has the loop: ask for it back, then free the pool thread it parked.
+
+        False if it had only held the lock to look, and let go without taking over
+        (the request ended between its check and the lock): nothing was booked then.
+        """
         self.loop_wanted = True
         _wake(self._wake_w)
         self.loop_lock.acquire()
         self.loop_wanted = False
         hold = self.hold
-        if hold is not None:
-            self.hold = None
-            hold.release()
+        if hold is None:
+            return False
+        self.hold = None
+        hold.release()
         # Requests this slow belong on the pool: leave them there for a while, longer each time
         # it happens again soon (a lone pause, a collection, costs little).
         now = time.monotonic()
@@ -575,6 +579,7 @@ class Worker:
             self.inline_backoff = min(self.inline_backoff * 2, INLINE_BACKOFF_MAX)
         self.last_takeover = now
         self.inline_after = now + self.inline_backoff
+        return True
 
     def _stand_in(self) -> None:
         """Takes over the loop while the main thread serves a slow request inline.
@@ -583,14 +588,16 @@ class Worker:
         event otherwise): checking costs it the interpreter lock, a wake-up per
         request would cost more. A request still running a whole poll later is
         slow, unless the poll itself came late while the main thread got no CPU:
-        then the whole process stood still (the host, swapping) and the request
-        may be as quick as ever. Taking over, it first parks one pool thread for
-        the request still running inline, so at most --threads requests run at once.
+        then the whole process may have stood still (the host, swapping) and the
+        request be as quick as ever, so the next poll decides, once per request.
+        Taking over, it first parks one pool thread for the request still running
+        inline, so at most --threads requests run at once.
         """
         ctx = self.ctx
         main_cpu = _thread_cpu_clock(self.main_thread)
         seen_conn: Connection | None = None
         seen_served = -1
+        skipped = False  # a late poll was let pass for this request already
         active = time.monotonic()
         while not self.loop_over:
             if time.monotonic() - active > STAND_IN_QUIET:
@@ -609,10 +616,13 @@ class Worker:
             if conn is None or conn is not seen_conn or served != seen_served:
                 if conn is not None:
                     active = time.monotonic()
-                seen_conn, seen_served = conn, served
+                seen_conn, seen_served, skipped = conn, served, False
                 continue
-            late = time.monotonic() - polled > 2 * STAND_IN_POLL
-            if late and main_cpu is not None and time.clock_gettime(main_cpu) - cpu < STAND_IN_POLL / 2:
+            # Once per request: a request waiting on I/O gets no CPU either, and on a
+            # busy host every poll may come late.
+            if not skipped and main_cpu is not None and time.monotonic() - polled > 2 * STAND_IN_POLL \
+                    and time.clock_gettime(main_cpu) - cpu < STAND_IN_POLL / 2:
+                skipped = True
                 continue  # stood still: the next poll decides
             if not self.loop_over and self.loop_lock.acquire(False):
                 if self.inline_conn is conn and ctx.requests_served == served:

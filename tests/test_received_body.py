@@ -107,3 +107,10 @@ def test_the_app_reads_a_received_body_by_lines_even_after_closing_it():
     lines = b"".join(b"line %d\n" % n for n in range(8000))[:PREFETCH_LIMIT]
     _, answer = _exchange("/lines", lines)
     assert answer == b"%d" % len(lines) and seen["body"] == lines and seen["after"] == b""
+
+
+def test_the_head_limit_allows_one_read_of_slack():
+    """The parser counts the whole read in which a head began: its slack is one read."""
+    from sharedsock.http.parser import _SLACK
+
+    assert _SLACK == READ_SIZE

@@ -74,8 +74,8 @@ _FRAMING_NAME_LENGTHS = frozenset(len(n) for n in (b"host", b"expect", b"content
                                                     b"transfer-encoding"))
 _METHOD_NAMES = {m.encode(): m for m in ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS")}
 # The partial head of the chunk in which a request began is counted whole, so
-# allow one receive buffer of slack on top of the exact bound.
-_SLACK = 65536
+# allow one read (sockio.READ_SIZE, 80 KiB) of slack on top of the exact bound.
+_SLACK = 65536 + 16384
 
 # RFC 3986 authority pieces, as byte sets for bytes.translate (deleting the allowed
 # bytes leaves nothing exactly when every byte is allowed).
