@@ -890,7 +890,17 @@ class Worker:
         self.conns[conn.fd] = conn
 
     def _drop_key(self, conn: Connection) -> None:
-        """A connection the pool closed or gave up: its registration, if still there, goes."""
+        """A connection the pool closed or gave up: its registration, if still there, goes.
+
+        Under ``done_lock``: the connection may be closed, and a pool thread may have
+        accepted a client on its fd number since. Unregistering takes the number out of
+        the epoll set, so it must not fall between that thread's look at the keys and its
+        registration (see _rewatch), or the new client is never heard from again.
+        """
+        with self.done_lock:
+            self._drop_key_held(conn)
+
+    def _drop_key_held(self, conn: Connection) -> None:
         key = self.registered.get(conn.fd)
         if key is not None and key.data is conn:
             self.sel.unregister(conn.fd)
@@ -910,7 +920,7 @@ class Worker:
         with self.done_lock:
             if conn in self.lent or conn.closed:
                 self.lent.discard(conn)
-                self._drop_key(conn)
+                self._drop_key_held(conn)
 
     def _on_control(self) -> None:
         if not self.control_open:
