@@ -10,16 +10,21 @@ import http.cookiejar
 import json
 import urllib.parse
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 
 
 def served_by_every_worker(live_server, path: str) -> dict[int, dict]:
     """GET ``path`` (a JSON document with the serving ``pid``) until each worker has answered."""
     seen: dict[int, dict] = {}
-    for _ in range(400):
-        document = live_server.get(path).json()
-        seen[document["pid"]] = document
-        if set(seen) >= set(live_server.pids):
-            return seen
+    # Two requests at a time: a worker that just answered one client can take the next
+    # itself before its sibling wakes, but not while it is busy with another.
+    with ThreadPoolExecutor(2) as pool:
+        for _ in range(200):
+            for page in pool.map(live_server.get, [path, path]):
+                document = page.json()
+                seen[document["pid"]] = document
+            if set(seen) >= set(live_server.pids):
+                return seen
     raise AssertionError(f"only workers {sorted(seen)} of {live_server.pids} answered")
 
 
