@@ -8,7 +8,8 @@ from setuptools import Extension, setup
 
 setup(ext_modules=[Extension("sharedsock._speedups",
                              sources=["sharedsock/_speedups.c", "sharedsock/_headscan.c",
-                                      "sharedsock/_environ.c", "sharedsock/_response.c"],
+                                      "sharedsock/_environ.c", "sharedsock/_response.c",
+                                      "sharedsock/_slots.c"],
                              depends=["sharedsock/_headscan.h", "sharedsock/_environ.h",
-                                      "sharedsock/_response.h"],
+                                      "sharedsock/_response.h", "sharedsock/_slots.h"],
                              optional=True)])

@@ -13,12 +13,25 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
+#include <time.h>
+
 #include "_response.h"
+#include "_slots.h"
 
 static PyObject *python_render;  /* the Python render_head */
 static PyObject *date_line;      /* callable: the current "Date: ...\r\n" line */
 static long mode_chunked, mode_close;
 static PyObject *s_status, *s_headers, *s_has_date, *s_has_server;
+
+/* ResponsePlan's fields, in the order of its __slots__. */
+static const char *const plan_names[] = {"status", "status_code", "headers", "content_length",
+                                         "app_wants_close", "has_date", "has_server", "may_have_body"};
+enum { P_STATUS, P_CODE, P_HEADERS, P_LENGTH, P_CLOSE, P_DATE, P_SERVER, P_BODY, P_COUNT };
+static slot_layout plan_layout;  /* type NULL until check_setup */
+
+/* The Date line changes once a second: asked of Python then, and kept for the rest of it. */
+static PyObject *date_text;
+static time_t date_second = -1;
 
 #define MAX_PARTS 256  /* a head with more headers than this goes to Python */
 
@@ -75,9 +88,37 @@ static void literal(part *out, const char *text)
     out->n = (Py_ssize_t)strlen(text);
 }
 
-static int attr_true(PyObject *obj, PyObject *name)
+/* The current Date line (a new reference). */
+static PyObject *current_date(void)
 {
-    PyObject *value = PyObject_GetAttr(obj, name);
+    struct timespec now;
+    PyObject *text;
+    if (clock_gettime(CLOCK_REALTIME, &now) != 0 || now.tv_sec != date_second || date_text == NULL) {
+        if ((text = PyObject_CallNoArgs(date_line)) == NULL)
+            return NULL;
+        Py_XSETREF(date_text, text);
+        date_second = now.tv_sec;
+    }
+    Py_INCREF(date_text);
+    return date_text;
+}
+
+/* A plan's field: read from its slot when it is a ResponsePlan, else asked for (a new reference). */
+static PyObject *plan_field(PyObject *plan, int index, PyObject *name)
+{
+    if (Py_TYPE(plan) == plan_layout.type) {
+        PyObject *value = slots_get(&plan_layout, plan, index);
+        if (value != NULL) {
+            Py_INCREF(value);
+            return value;
+        }
+    }
+    return PyObject_GetAttr(plan, name);
+}
+
+static int field_true(PyObject *plan, int index, PyObject *name)
+{
+    PyObject *value = plan_field(plan, index, name);
     int truth;
     if (value == NULL)
         return -1;
@@ -117,19 +158,19 @@ PyObject *render_head(PyObject *module, PyObject *const *args, Py_ssize_t nargs,
         return NULL;
     if ((keep_alive = PyObject_IsTrue(args[2])) < 0 || (nargs == 5 && (http10 = PyObject_IsTrue(args[4])) < 0))
         return NULL;
-    if ((status = PyObject_GetAttr(plan, s_status)) == NULL
-            || (headers = PyObject_GetAttr(plan, s_headers)) == NULL)
+    if ((status = plan_field(plan, P_STATUS, s_status)) == NULL
+            || (headers = plan_field(plan, P_HEADERS, s_headers)) == NULL)
         goto done;
     if (!PyList_CheckExact(headers) || 2 + 4 * PyList_GET_SIZE(headers) + 8 > MAX_PARTS)
         goto python;
 
     /* The Date line first: it is Python code, and the parts below point into live objects. */
-    if ((flag = attr_true(plan, s_has_date)) < 0)
+    if ((flag = field_true(plan, P_DATE, s_has_date)) < 0)
         goto done;
-    if (!flag && (date = PyObject_CallNoArgs(date_line)) == NULL)
+    if (!flag && (date = current_date()) == NULL)
         goto done;
     if (PyUnicode_GET_LENGTH(server) > 0) {
-        if ((flag = attr_true(plan, s_has_server)) < 0)
+        if ((flag = field_true(plan, P_SERVER, s_has_server)) < 0)
             goto done;
         with_server = !flag;
     }
@@ -187,7 +228,6 @@ done:
 /* -- check_start_response ------------------------------------------------------------ */
 
 static PyObject *py_check;       /* the Python check_start_response */
-static PyObject *plan_type;      /* ResponsePlan */
 static PyObject *statuses;       /* dict: status line already validated -> code */
 static PyObject *items;          /* dict: (name, value) already validated -> lower-case name */
 static PyObject *notable;        /* frozenset: the lower-case names that need a closer look */
@@ -201,10 +241,10 @@ PyObject *check_setup(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
                         "items: dict, notable: frozenset)");
         return NULL;
     }
+    if (slots_resolve(&plan_layout, args[1], plan_names, P_COUNT) < 0)
+        return NULL;
     Py_INCREF(args[0]);
     Py_XSETREF(py_check, args[0]);
-    Py_INCREF(args[1]);
-    Py_XSETREF(plan_type, args[1]);
     Py_INCREF(args[2]);
     Py_XSETREF(statuses, args[2]);
     Py_INCREF(args[3]);
@@ -234,7 +274,7 @@ static int plain_digits(PyObject *value)
 
 PyObject *check_start_response(PyObject *module, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
 {
-    PyObject *status, *headers, *code, *content_length = NULL, *kept, *plan, *call[7];
+    PyObject *status, *headers, *code, *content_length = NULL, *kept, *plan, *fields[P_COUNT];
     int has_date = 0, has_server = 0;
     long code_value;
     Py_ssize_t i;
@@ -288,14 +328,15 @@ PyObject *check_start_response(PyObject *module, PyObject *const *args, Py_ssize
         Py_XDECREF(content_length);
         return NULL;
     }
-    call[0] = status;
-    call[1] = code;
-    call[2] = kept;
-    call[3] = content_length == NULL ? Py_None : content_length;
-    call[4] = Py_False;
-    call[5] = has_date ? Py_True : Py_False;
-    call[6] = has_server ? Py_True : Py_False;
-    plan = PyObject_Vectorcall(plan_type, call, 7, NULL);
+    fields[P_STATUS] = status;
+    fields[P_CODE] = code;
+    fields[P_HEADERS] = kept;
+    fields[P_LENGTH] = content_length == NULL ? Py_None : content_length;
+    fields[P_CLOSE] = Py_False;
+    fields[P_DATE] = has_date ? Py_True : Py_False;
+    fields[P_SERVER] = has_server ? Py_True : Py_False;
+    fields[P_BODY] = code_value >= 200 && code_value != 204 && code_value != 304 ? Py_True : Py_False;
+    plan = slots_new(&plan_layout, fields);
     Py_DECREF(kept);
     Py_XDECREF(content_length);
     return plan;

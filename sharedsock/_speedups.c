@@ -2,9 +2,10 @@
  *
  * build_environ (in _environ.c) is sharedsock.wsgi.build_environ for the common target, and
  * check_start_response and render_head (in _response.c) those of sharedsock.http.response.
- * scan_head turns a whole request head into the pieces sharedsock.http.parser builds a
- * RequestHead from, or None when the head is not in _headscan.c's strict grammar (the
- * parser then takes its llhttp path, which decides). It never blocks, so it keeps the GIL. */
+ * scan_head turns a whole request head into the RequestHead sharedsock.http.parser would
+ * make of it, or None when the head is not in _headscan.c's strict grammar or fails a check
+ * of the parser's own (the parser then takes its llhttp path, which decides). It never
+ * blocks, so it keeps the GIL. */
 
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -12,11 +13,54 @@
 #include "_environ.h"
 #include "_response.h"
 #include "_headscan.h"
+#include "_slots.h"
 
 #define MAX_FIELDS 128
 
 static PyObject *method_names[7];
 static PyObject *versions[2];
+
+/* RequestHead's fields, in the order of its __slots__. */
+static const char *const head_names[] = {"method", "target", "version", "headers", "keep_alive",
+                                         "content_length", "chunked", "expect_continue", "upgrade",
+                                         "has_body"};
+enum { H_METHOD, H_TARGET, H_VERSION, H_HEADERS, H_KEEP_ALIVE, H_LENGTH, H_CHUNKED, H_EXPECT,
+       H_UPGRADE, H_BODY, H_COUNT };
+static slot_layout head_layout;  /* type NULL until head_setup */
+static PyObject *known_hosts;    /* dict: Host value -> whether it is valid (the parser's cache) */
+static PyObject *valid_host;     /* the parser's valid_host, which judges and caches one */
+
+static PyObject *head_setup(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)module;
+    if (nargs != 3 || !PyDict_CheckExact(args[1]) || !PyCallable_Check(args[2])) {
+        PyErr_SetString(PyExc_TypeError, "head_setup(RequestHead, hosts: dict, valid_host)");
+        return NULL;
+    }
+    if (slots_resolve(&head_layout, args[0], head_names, H_COUNT) < 0)
+        return NULL;
+    Py_INCREF(args[1]);
+    Py_XSETREF(known_hosts, args[1]);
+    Py_INCREF(args[2]);
+    Py_XSETREF(valid_host, args[2]);
+    Py_RETURN_NONE;
+}
+
+/* Whether the parser takes this Host value: 1, 0, or -1 with an exception set. */
+static int host_ok(PyObject *host)
+{
+    PyObject *known = PyDict_GetItemWithError(known_hosts, host), *judged;
+    int ok;
+    if (known == Py_True)
+        return 1;
+    if (known == NULL && PyErr_Occurred())
+        return -1;
+    if ((judged = PyObject_CallOneArg(valid_host, host)) == NULL)
+        return -1;
+    ok = PyObject_IsTrue(judged);
+    Py_DECREF(judged);
+    return ok;
+}
 
 static PyObject *method_name(const char *p, size_t n)
 {
@@ -45,11 +89,9 @@ static Py_ssize_t size_arg(PyObject *arg, const char *what)
 }
 
 PyDoc_STRVAR(scan_head_doc,
-"scan_head(data, end, request_line, request_fields, request_field_size)\n--\n\n"
-"The head in data[:end] (ending with its CRLF CRLF) as (method, target, version,\n"
-"headers, connection, host, content_length), or None to leave it to llhttp.\n"
-"connection: 0 none, 1 close, 2 keep-alive; host: the Host value or None;\n"
-"content_length: -1 if none.");
+"scan_head(data, end, request_line, request_fields, request_field_size, request_body)\n--\n\n"
+"The RequestHead of the head in data[:end] (ending with its CRLF CRLF), or None to\n"
+"leave it to llhttp. request_body: the body limit, 0 for none.");
 
 static PyObject *scan_head(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
@@ -57,12 +99,17 @@ static PyObject *scan_head(PyObject *module, PyObject *const *args, Py_ssize_t n
     hs_head head;
     hs_limits limits;
     const unsigned char *buf;
-    Py_ssize_t end, line, count, size, i;
-    PyObject *headers = NULL, *method = NULL, *target = NULL, *host = NULL, *result;
+    Py_ssize_t end, line, count, size, body_limit, i;
+    PyObject *values[H_COUNT] = {NULL}, *headers = NULL, *host = NULL, *result = NULL;
+    int ok;
     (void)module;
 
-    if (nargs != 5) {
-        PyErr_SetString(PyExc_TypeError, "scan_head takes 5 arguments");
+    if (head_layout.type == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "scan_head: head_setup() was not called");
+        return NULL;
+    }
+    if (nargs != 6) {
+        PyErr_SetString(PyExc_TypeError, "scan_head takes 6 arguments");
         return NULL;
     }
     if (!PyBytes_CheckExact(args[0])) {
@@ -71,7 +118,8 @@ static PyObject *scan_head(PyObject *module, PyObject *const *args, Py_ssize_t n
     }
     if ((end = size_arg(args[1], "end")) < 0 || (line = size_arg(args[2], "request_line")) < 0
             || (count = size_arg(args[3], "request_fields")) < 0
-            || (size = size_arg(args[4], "request_field_size")) < 0)
+            || (size = size_arg(args[4], "request_field_size")) < 0
+            || (body_limit = size_arg(args[5], "request_body")) < 0)
         return NULL;
     if (end > PyBytes_GET_SIZE(args[0])) {
         PyErr_SetString(PyExc_ValueError, "scan_head: end is past the data");
@@ -83,10 +131,13 @@ static PyObject *scan_head(PyObject *module, PyObject *const *args, Py_ssize_t n
     limits.request_field_size = (size_t)size;
     if (!hs_scan(buf, (size_t)end, &limits, fields, MAX_FIELDS, &head))
         Py_RETURN_NONE;
+    /* The parser's checks: a Host for HTTP/1.1, a valid one, a body within the limit. */
+    if ((head.host < 0 && head.minor == 1) || (body_limit > 0 && head.content_length > (int64_t)body_limit))
+        Py_RETURN_NONE;
 
     headers = PyList_New((Py_ssize_t)head.nfields);
     if (headers == NULL)
-        goto fail;
+        goto done;
     for (i = 0; i < (Py_ssize_t)head.nfields; i++) {
         const hs_field *f = &fields[i];
         PyObject *name = PyBytes_FromStringAndSize((const char *)buf + f->name, (Py_ssize_t)f->name_len);
@@ -96,40 +147,55 @@ static PyObject *scan_head(PyObject *module, PyObject *const *args, Py_ssize_t n
         if (pair == NULL) {
             Py_XDECREF(name);
             Py_XDECREF(value);
-            goto fail;
+            goto done;
         }
         PyTuple_SET_ITEM(pair, 0, name);
         PyTuple_SET_ITEM(pair, 1, value);
         PyList_SET_ITEM(headers, i, pair);
-        if (i == head.host) {
-            host = value;
-            Py_INCREF(host);
+        if (i == head.host)
+            host = value;  /* borrowed from headers */
+    }
+    if (host != NULL) {
+        if ((ok = host_ok(host)) < 0)
+            goto done;
+        if (!ok) {
+            result = Py_None;
+            Py_INCREF(result);
+            goto done;
         }
     }
-    if (host == NULL) {
-        host = Py_None;
-        Py_INCREF(host);
+    if ((values[H_METHOD] = method_name((const char *)buf, head.method_len)) == NULL)
+        goto done;
+    values[H_TARGET] = PyBytes_FromStringAndSize((const char *)buf + head.target, (Py_ssize_t)head.target_len);
+    if (values[H_TARGET] == NULL)
+        goto done;
+    if (head.content_length < 0) {
+        values[H_LENGTH] = Py_None;
+        Py_INCREF(Py_None);
+    } else if ((values[H_LENGTH] = PyLong_FromLongLong((long long)head.content_length)) == NULL) {
+        goto done;
     }
-    method = method_name((const char *)buf, head.method_len);
-    if (method == NULL)
-        goto fail;
-    target = PyBytes_FromStringAndSize((const char *)buf + head.target, (Py_ssize_t)head.target_len);
-    if (target == NULL)
-        goto fail;
-    result = Py_BuildValue("(NNONiNL)", method, target, versions[head.minor], headers,
-                           head.connection, host, (long long)head.content_length);
-    return result;  /* Py_BuildValue took the N references, even on failure */
+    values[H_VERSION] = versions[head.minor];
+    values[H_HEADERS] = headers;
+    values[H_KEEP_ALIVE] = (head.minor == 1 ? head.connection != HS_CONNECTION_CLOSE
+                            : head.connection == HS_CONNECTION_KEEP_ALIVE) ? Py_True : Py_False;
+    values[H_CHUNKED] = values[H_EXPECT] = values[H_UPGRADE] = Py_False;
+    values[H_BODY] = head.content_length > 0 ? Py_True : Py_False;
+    result = slots_new(&head_layout, values);
 
-fail:
+done:
     Py_XDECREF(headers);
-    Py_XDECREF(method);
-    Py_XDECREF(target);
-    Py_XDECREF(host);
-    return NULL;
+    Py_XDECREF(values[H_METHOD]);
+    Py_XDECREF(values[H_TARGET]);
+    Py_XDECREF(values[H_LENGTH]);
+    return result;
 }
 
 static PyMethodDef methods[] = {
     {"scan_head", (PyCFunction)(void (*)(void))scan_head, METH_FASTCALL, scan_head_doc},
+    {"head_setup", (PyCFunction)(void (*)(void))head_setup, METH_FASTCALL,
+     "head_setup(RequestHead, hosts, valid_host)\n--\n\n"
+     "The class scan_head makes, and the Host cache and check it shares with sharedsock.http.parser."},
     {"build_environ", (PyCFunction)(void (*)(void))build_environ, METH_FASTCALL | METH_KEYWORDS,
      "build_environ(head, base, remote_addr, remote_port, root_path)\n--\n\n"
      "sharedsock.wsgi.build_environ, in C for origin-form targets (see _environ.c)."},

@@ -22,7 +22,7 @@ import test_rfc9112
 from sharedsock import speedups
 from sharedsock.errors import ProtocolError
 from sharedsock.http import parser as http_parser
-from sharedsock.http.parser import DATA, ERROR, HEAD, Limits, RequestParser
+from sharedsock.http.parser import DATA, ERROR, HEAD, Limits, RequestHead, RequestParser
 
 GOOD = b"GET /first HTTP/1.1\r\nHost: example\r\n\r\n"
 AFTER = b"GET /after HTTP/1.1\r\nHost: example\r\n\r\n"
@@ -79,7 +79,8 @@ def events(raw: bytes, limits: Limits, compiled: bool, pieces: int = 1) -> list:
                 if kind == HEAD:
                     out.append((HEAD, payload.method, payload.target, payload.version,
                                 list(payload.headers), payload.keep_alive, payload.content_length,
-                                payload.chunked, payload.expect_continue, payload.upgrade))
+                                payload.chunked, payload.expect_continue, payload.upgrade,
+                                payload.has_body))
                 elif kind == DATA:
                     out.append((DATA, bytes(payload)))
                 elif kind == ERROR:
@@ -146,15 +147,54 @@ def test_bad_arguments_are_refused_not_read_past():
     scan = speedups.scan_head
     head = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
     with pytest.raises(TypeError):
-        scan(bytearray(head), len(head), 8190, 100, 8190)
+        scan(bytearray(head), len(head), 8190, 100, 8190, 0)
     with pytest.raises(ValueError):
-        scan(head, len(head) + 1, 8190, 100, 8190)
+        scan(head, len(head) + 1, 8190, 100, 8190, 0)
     with pytest.raises(ValueError):
-        scan(head, -1, 8190, 100, 8190)
+        scan(head, -1, 8190, 100, 8190, 0)
+    with pytest.raises(ValueError):
+        scan(head, len(head), 8190, 100, 8190, -1)
     with pytest.raises(TypeError):
         scan(head, len(head))
-    assert scan(head, len(head) - 1, 8190, 100, 8190) is None  # not ending with CRLF CRLF
-    assert scan(head, len(head), 8190, 100, 8190)[:3] == ("GET", b"/", "1.1")
+    assert scan(head, len(head) - 1, 8190, 100, 8190, 0) is None  # not ending with CRLF CRLF
+    scanned = scan(head, len(head), 8190, 100, 8190, 0)
+    assert type(scanned) is RequestHead
+    assert (scanned.method, scanned.target, scanned.version, scanned.has_body) == ("GET", b"/", "1.1", False)
+
+
+def scanned(raw: bytes, body_limit: int = 0) -> RequestHead | None:
+    return speedups.scan_head(raw, raw.index(b"\r\n\r\n") + 4, 8190, 100, 8190, body_limit)
+
+
+def test_the_scanner_leaves_the_parsers_own_refusals_to_llhttp():
+    """No Host in HTTP/1.1, a bad Host, a body over the limit: llhttp's path refuses those."""
+    assert scanned(b"GET / HTTP/1.1\r\n\r\n") is None
+    assert scanned(b"GET / HTTP/1.1\r\nHost: a b\r\n\r\n") is None
+    assert scanned(b"GET / HTTP/1.1\r\nHost: [::1\r\n\r\n") is None
+    post = b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 11\r\n\r\n"
+    assert scanned(post, 10) is None
+    assert scanned(post, 11).content_length == 11
+    assert scanned(post, 0).has_body is True
+    old = scanned(b"GET / HTTP/1.0\r\n\r\n")  # HTTP/1.0 needs no Host
+    assert (old.version, old.keep_alive, old.has_body) == ("1.0", False, False)
+    assert scanned(b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n").keep_alive is True
+    assert scanned(b"GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n").keep_alive is False
+
+
+class TwoFields:
+    __slots__ = ("method", "target")
+
+
+class Extended(RequestHead):
+    __slots__ = ("extra",)
+
+
+@pytest.mark.parametrize("cls", [TwoFields, Extended, dict])
+def test_a_head_class_the_extension_cannot_fill_is_refused(cls):
+    """A field added to RequestHead in Python alone must stop the build being used, not be left unset."""
+    with pytest.raises(TypeError):
+        speedups.compiled.head_setup(cls, {}, http_parser.valid_host)
+    assert type(scanned(GOOD)) is RequestHead  # the refused setup changed nothing
 
 
 def python_prints(code: str, **env: str) -> str:

@@ -118,6 +118,46 @@ def test_bad_arguments_raise_instead_of_crashing():
         speedups.compiled.response_setup(None, None, 1, 2)
 
 
+class Plan(ResponsePlan):
+    __slots__ = ()
+
+
+def test_plans_read_from_their_slots_or_asked_render_the_same():
+    plan = rsp.check_start_response("200 OK", [("Content-Length", "2"), ("Server", "app")])
+    assert type(plan) is ResponsePlan
+    same((plan, LENGTH, True, "sharedsock"))
+    sub = Plan("404 Not Found", 404, [("X-A", "b")], None, False, True, False)
+    same((sub, CHUNKED, True, "sharedsock"))
+    for name in ("status", "headers", "has_date", "has_server"):
+        unset = ResponsePlan("200 OK", 200, [], None, False)
+        delattr(unset, name)
+        with pytest.raises(AttributeError, match=name):
+            rsp.render_head(unset, LENGTH, True, "sharedsock")
+        same((unset, LENGTH, True, "sharedsock"))
+
+
+class TwoFields:
+    __slots__ = ("status", "headers")
+
+
+class WithDict:
+    pass
+
+
+class Extended(ResponsePlan):
+    __slots__ = ("extra",)
+
+
+@pytest.mark.parametrize("cls", [TwoFields, WithDict, Extended, int])
+def test_a_plan_class_the_extension_cannot_fill_is_refused(cls):
+    """A field added to ResponsePlan in Python alone must stop the build being used, not be left unset."""
+    with pytest.raises(TypeError):
+        speedups.compiled.check_setup(rsp.python_check_start_response, cls, {}, {}, frozenset())
+    plan = rsp.check_start_response("200 OK", [])  # the refused setup changed nothing
+    assert type(plan) is ResponsePlan and plan_fields(plan) == plan_fields(
+        rsp.python_check_start_response("200 OK", []))
+
+
 def test_pure_python_forced_uses_the_python_ones():
     code = ("import sharedsock.http.response as r; print(r.render_head is r.python_render_head,"
             " r.check_start_response is r.python_check_start_response)")
@@ -126,7 +166,7 @@ def test_pure_python_forced_uses_the_python_ones():
 
 def plan_fields(plan: ResponsePlan) -> tuple:
     return (plan.status, plan.status_code, plan.headers, type(plan.headers), plan.content_length,
-            plan.app_wants_close, plan.has_date, plan.has_server)
+            plan.app_wants_close, plan.has_date, plan.has_server, plan.may_have_body)
 
 
 def check(check_start_response, status, headers) -> tuple:

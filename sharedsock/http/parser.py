@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import httptools
 
 from ..errors import ProtocolError
+from ..speedups import compiled as _speedups
 from ..speedups import scan_head as _scan_head
 
 # Event kinds, in the order one request produces them.
@@ -46,7 +47,11 @@ class Limits:
 
 
 class RequestHead:
-    """The request line and headers, exactly as received (header names keep their case)."""
+    """The request line and headers, exactly as received (header names keep their case).
+
+    The compiled scanner makes these without running ``__init__`` (``_slots.c``): a
+    field added here must be added there, or the extension refuses to load the class.
+    """
 
     __slots__ = ("method", "target", "version", "headers", "keep_alive", "content_length",
                  "chunked", "expect_continue", "upgrade", "has_body")
@@ -95,10 +100,6 @@ _HEX = b"0123456789ABCDEFabcdef"
 _FIELD_LINE = re.compile(rb"(" + _TOKEN + rb"):[ \t]*[\t \x21-\x7e\x80-\xff]*\r\n")
 _FRAMING_TRAILERS = frozenset((b"content-length", b"transfer-encoding"))
 _MAX_CHUNK_DIGITS = 16  # beyond 64 bits another parser could wrap around: never a size we accept
-
-# The compiled scanner's Connection values (sharedsock._headscan.h).
-_CLOSE = 1
-_KEEP_ALIVE = 2
 
 # Body framing states.
 _NO_BODY = 0
@@ -266,28 +267,15 @@ class RequestParser:
         """The head in ``data[:end]`` from the compiled scanner, or None to leave it to llhttp.
 
         The scanner takes only heads in a strict grammar (``_headscan.h``) that llhttp
-        and ``on_headers_complete`` would take identically; the few checks left are
-        made here, and a head that fails one goes to llhttp too, which then refuses it
-        with its own status and reason. So this path never refuses anything.
+        and ``on_headers_complete`` would take identically, and makes the checks of
+        theirs left over (a Host for HTTP/1.1, a valid one, the body limit). A head
+        that fails one goes to llhttp too, which then refuses it with its own status
+        and reason. So this path never refuses anything.
         """
         limits = self._limits
-        scanned = _scan_head(data, end, limits.request_line, limits.request_fields,  # type: ignore[misc]
-                             limits.request_field_size)  # (the caller checked that it is there)
-        if scanned is None:
-            return None
-        method, target, version, headers, connection, host, content_length = scanned
-        if host is None:
-            if version == "1.1":
-                return None
-        elif not (_HOSTS.get(host) or valid_host(host)):
-            return None
-        if content_length < 0:
-            content_length = None
-        elif limits.request_body and content_length > limits.request_body:
-            return None
-        keep_alive = connection != _CLOSE if version == "1.1" else connection == _KEEP_ALIVE
-        head = self._scanned = RequestHead(method, target, version, headers, keep_alive, content_length,
-                                           False, False, False)
+        head = self._scanned = _scan_head(data, end, limits.request_line,  # type: ignore[misc]
+                                          limits.request_fields, limits.request_field_size,
+                                          limits.request_body)  # (the caller checked that it is there)
         return head
 
     def _feed_llhttp(self, data: bytes) -> None:
@@ -612,6 +600,11 @@ def _valid_ipv6(literal: bytes) -> bool:
     except ValueError:
         return False
     return True
+
+
+if _speedups is not None:
+    # The compiled scanner makes the RequestHead itself, and shares the Host cache and check.
+    _speedups.head_setup(RequestHead, _HOSTS, valid_host)
 
 
 def _describe(exc: Exception) -> str:

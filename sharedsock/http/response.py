@@ -61,10 +61,14 @@ DATE = DateCache()
 
 
 class ResponsePlan:
-    """What the app asked for, checked; produced by ``check_start_response``."""
+    """What the app asked for, checked; produced by ``check_start_response``.
+
+    The compiled check makes these without running ``__init__`` (``_slots.c``): a
+    field added here must be added there, or the extension refuses to load the class.
+    """
 
     __slots__ = ("status", "status_code", "headers", "content_length", "app_wants_close",
-                 "has_date", "has_server")
+                 "has_date", "has_server", "may_have_body")
 
     def __init__(self, status: str, status_code: int, headers: list[tuple[str, str]],
                  content_length: int | None, app_wants_close: bool, has_date: bool = False,
@@ -76,12 +80,8 @@ class ResponsePlan:
         self.app_wants_close = app_wants_close
         self.has_date = has_date
         self.has_server = has_server
-
-    @property
-    def may_have_body(self) -> bool:
-        """False for the statuses that never carry a body (RFC 9110 15.2, 15.3.5, 15.4.5)."""
-        code = self.status_code
-        return code >= 200 and code != 204 and code != 304
+        # False for the statuses that never carry a body (RFC 9110 15.2, 15.3.5, 15.4.5).
+        self.may_have_body = status_code >= 200 and status_code != 204 and status_code != 304
 
 
 _NAMES: dict[str, str] = {}  # header names already validated -> lower case
