@@ -143,6 +143,15 @@ def test_random_mutations_parse_the_same_on_both_paths():
     assert compared == 25000 and taken > 1000  # the scanner was really exercised
 
 
+def test_llhttp_is_made_only_for_a_head_the_scanner_leaves_to_it():
+    """Making one costs a new connection about an eighth of its instructions."""
+    parser = RequestParser()
+    assert [kind for kind, _ in parser.feed(GOOD + AFTER)] == [HEAD, http_parser.END] * 2
+    assert parser._parser is None
+    parser.feed(b"GET /x HTTP/1.1\r\nHost: example\r\nX: \x80\r\n\r\n")  # not in the scanner's grammar
+    assert parser._parser is not None
+
+
 def test_bad_arguments_are_refused_not_read_past():
     scan = speedups.scan_head
     head = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"

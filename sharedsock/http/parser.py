@@ -124,9 +124,10 @@ class RequestParser:
 
     def __init__(self, limits: Limits = Limits()) -> None:
         self._limits = limits
-        self._max_head = limits.head_bytes + _SLACK
-        self._parser = self._new_llhttp()
-        self._stale = False  # llhttp has parsed a head: the next head gets a fresh one
+        # Made for the first head the compiled scanner leaves to it (most connections never
+        # need one), and anew after each head it parsed.
+        self._parser: httptools.HttpRequestParser | None = None
+        self._stale = True  # no llhttp yet, or it has parsed a head: the next head gets a fresh one
         self._events: list = []
         self._error: ProtocolError | None = None
         self._failed = False
@@ -250,7 +251,7 @@ class RequestParser:
             self._in_head = False
             return self._head_done(data, end, None)
         self._head_bytes += len(data)
-        if self._head_bytes > self._max_head:
+        if self._head_bytes > self._limits.head_bytes + _SLACK:
             if self._line is not None and len(self._url) > self._limits.request_line:
                 raise ProtocolError(414, "request line too long")
             raise ProtocolError(431, "request header section too large")
@@ -258,7 +259,7 @@ class RequestParser:
         return b""
 
     def _fresh_llhttp(self) -> None:
-        """Before llhttp parses a head: a new one if it parsed one already (see ``on_headers_complete``)."""
+        """Before llhttp parses a head: a new one if there is none or it parsed one already."""
         if self._stale:
             self._parser = self._new_llhttp()
             self._stale = False
