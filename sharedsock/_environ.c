@@ -10,6 +10,7 @@
 #include <Python.h>
 
 #include "_environ.h"
+#include "_slots.h"
 
 static PyObject *header_keys;      /* dict: header name (bytes) -> environ key (str) or None */
 static PyObject *header_key_for;   /* callable: name -> key or None, filling header_keys */
@@ -68,6 +69,35 @@ PyObject *environ_setup(PyObject *module, PyObject *const *args, Py_ssize_t narg
     Py_RETURN_NONE;
 }
 
+/* A copy of a dict with room for ``room`` more keys and no deleted entries. Copying a dict
+ * like that (dict.copy, PyDict_Copy) clones its table, room and all, so an environ copied
+ * from a roomy base takes the request's keys without growing its table once or twice. */
+PyObject *roomy_dict(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    PyObject *out, *key, *value;
+    Py_ssize_t room, pos = 0;
+    (void)module;
+    if (nargs != 2 || !PyDict_CheckExact(args[0]) || !PyLong_CheckExact(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "roomy_dict(mapping: dict, room: int)");
+        return NULL;
+    }
+    if ((room = PyLong_AsSsize_t(args[1])) == -1 && PyErr_Occurred())
+        return NULL;
+    if (room < 0 || room > 1024) {
+        PyErr_SetString(PyExc_ValueError, "roomy_dict: room must be 0 to 1024");
+        return NULL;
+    }
+    if ((out = _PyDict_NewPresized(PyDict_GET_SIZE(args[0]) + room)) == NULL)
+        return NULL;
+    while (PyDict_Next(args[0], &pos, &key, &value)) {
+        if (PyDict_SetItem(out, key, value) < 0) {
+            Py_DECREF(out);
+            return NULL;
+        }
+    }
+    return out;
+}
+
 static int set_new(PyObject *environ, PyObject *key, PyObject *value)
 {
     int rc;
@@ -110,6 +140,7 @@ static PyObject *path_info_for(const char *path, Py_ssize_t n, PyObject *root_pa
 static int add_header(PyObject *environ, PyObject *pair)
 {
     PyObject *name, *value, *key, *text, *old;
+    Py_ssize_t size;
     int rc;
     if (!PyTuple_CheckExact(pair) || PyTuple_GET_SIZE(pair) != 2) {
         PyErr_SetString(PyExc_TypeError, "build_environ: headers must be (name, value) tuples");
@@ -142,10 +173,16 @@ static int add_header(PyObject *environ, PyObject *pair)
         Py_DECREF(key);
         return -1;
     }
-    old = PyDict_GetItemWithError(environ, key);
-    if (old == NULL && PyErr_Occurred())
+    size = PyDict_GET_SIZE(environ);
+    old = PyDict_SetDefault(environ, key, text);  /* one lookup for the common, first field */
+    if (old == NULL)
         goto fail;
-    if (old != NULL && PyUnicode_GET_LENGTH(key) > 0 && PyUnicode_READ_CHAR(key, 0) == 'H') {
+    if (PyDict_GET_SIZE(environ) > size) {  /* inserted (old may be text even if not: "h" is "h") */
+        Py_DECREF(key);
+        Py_DECREF(text);
+        return 0;
+    }
+    if (PyUnicode_GET_LENGTH(key) > 0 && PyUnicode_READ_CHAR(key, 0) == 'H') {
         /* a repeated field: joined as RFC 9110 5.3 has it (cookies with "; ", RFC 6265 5.4) */
         PyObject *joined = PyUnicode_Concat(old, PyUnicode_Compare(key, k_http_cookie) == 0
                                                  ? cookie_sep : field_sep);
@@ -186,6 +223,19 @@ static int set_server_name(PyObject *environ)
     return set_new(environ, k_server_name, name);
 }
 
+/* A head's field: read from its slot when it is a RequestHead, else asked for (a new reference). */
+static PyObject *head_field(PyObject *head, int index, PyObject *name)
+{
+    if (Py_TYPE(head) == request_head.type) {
+        PyObject *value = slots_get(&request_head, head, index);
+        if (value != NULL) {
+            Py_INCREF(value);
+            return value;
+        }
+    }
+    return PyObject_GetAttr(head, name);
+}
+
 PyObject *build_environ(PyObject *module, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
 {
     PyObject *head, *base, *root_path, *target = NULL, *method = NULL, *version = NULL,
@@ -207,7 +257,7 @@ PyObject *build_environ(PyObject *module, PyObject *const *args, Py_ssize_t narg
     head = args[0];
     base = args[1];
     root_path = args[4];
-    target = PyObject_GetAttr(head, s_target);
+    target = head_field(head, H_TARGET, s_target);
     if (target == NULL)
         return NULL;
     if (!PyBytes_CheckExact(target) || !PyDict_CheckExact(base) || !PyUnicode_CheckExact(root_path))
@@ -221,9 +271,9 @@ PyObject *build_environ(PyObject *module, PyObject *const *args, Py_ssize_t narg
     if (memchr(t, '%', (size_t)path_len) != NULL)
         goto python;
 
-    if ((method = PyObject_GetAttr(head, s_method)) == NULL
-            || (version = PyObject_GetAttr(head, s_version)) == NULL
-            || (headers = PyObject_GetAttr(head, s_headers)) == NULL)
+    if ((method = head_field(head, H_METHOD, s_method)) == NULL
+            || (version = head_field(head, H_VERSION, s_version)) == NULL
+            || (headers = head_field(head, H_HEADERS, s_headers)) == NULL)
         goto fail;
     if (!PyList_CheckExact(headers) || !PyUnicode_CheckExact(version)) {
         Py_CLEAR(method);

@@ -6,6 +6,7 @@
 
 int environ_init(void);
 PyObject *environ_setup(PyObject *module, PyObject *const *args, Py_ssize_t nargs);
+PyObject *roomy_dict(PyObject *module, PyObject *const *args, Py_ssize_t nargs);
 PyObject *build_environ(PyObject *module, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames);
 
 #endif

@@ -16,6 +16,11 @@
 
 #include "_slots.h"
 
+const char *const request_head_fields[H_COUNT] = {
+    "method", "target", "version", "headers", "keep_alive", "content_length", "chunked",
+    "expect_continue", "upgrade", "has_body"};
+slot_layout request_head;
+
 static int same_names(PyObject *slots, const char *const *names, Py_ssize_t count)
 {
     Py_ssize_t i;

@@ -20,13 +20,6 @@
 static PyObject *method_names[7];
 static PyObject *versions[2];
 
-/* RequestHead's fields, in the order of its __slots__. */
-static const char *const head_names[] = {"method", "target", "version", "headers", "keep_alive",
-                                         "content_length", "chunked", "expect_continue", "upgrade",
-                                         "has_body"};
-enum { H_METHOD, H_TARGET, H_VERSION, H_HEADERS, H_KEEP_ALIVE, H_LENGTH, H_CHUNKED, H_EXPECT,
-       H_UPGRADE, H_BODY, H_COUNT };
-static slot_layout head_layout;  /* type NULL until head_setup */
 static PyObject *known_hosts;    /* dict: Host value -> whether it is valid (the parser's cache) */
 static PyObject *valid_host;     /* the parser's valid_host, which judges and caches one */
 
@@ -37,7 +30,7 @@ static PyObject *head_setup(PyObject *module, PyObject *const *args, Py_ssize_t 
         PyErr_SetString(PyExc_TypeError, "head_setup(RequestHead, hosts: dict, valid_host)");
         return NULL;
     }
-    if (slots_resolve(&head_layout, args[0], head_names, H_COUNT) < 0)
+    if (slots_resolve(&request_head, args[0], request_head_fields, H_COUNT) < 0)
         return NULL;
     Py_INCREF(args[1]);
     Py_XSETREF(known_hosts, args[1]);
@@ -104,7 +97,7 @@ static PyObject *scan_head(PyObject *module, PyObject *const *args, Py_ssize_t n
     int ok;
     (void)module;
 
-    if (head_layout.type == NULL) {
+    if (request_head.type == NULL) {
         PyErr_SetString(PyExc_RuntimeError, "scan_head: head_setup() was not called");
         return NULL;
     }
@@ -181,7 +174,7 @@ static PyObject *scan_head(PyObject *module, PyObject *const *args, Py_ssize_t n
                             : head.connection == HS_CONNECTION_KEEP_ALIVE) ? Py_True : Py_False;
     values[H_CHUNKED] = values[H_EXPECT] = values[H_UPGRADE] = Py_False;
     values[H_BODY] = head.content_length > 0 ? Py_True : Py_False;
-    result = slots_new(&head_layout, values);
+    result = slots_new(&request_head, values);
 
 done:
     Py_XDECREF(headers);
@@ -212,6 +205,9 @@ static PyMethodDef methods[] = {
     {"check_setup", (PyCFunction)(void (*)(void))check_setup, METH_FASTCALL,
      "check_setup(check_start_response, ResponsePlan, statuses, items, notable)\n--\n\n"
      "The Python check and the caches check_start_response shares with sharedsock.http.response."},
+    {"roomy_dict", (PyCFunction)(void (*)(void))roomy_dict, METH_FASTCALL,
+     "roomy_dict(mapping, room)\n--\n\n"
+     "A copy of the dict with room for room more keys: copies of it clone that room (see _environ.c)."},
     {"environ_setup", (PyCFunction)(void (*)(void))environ_setup, METH_FASTCALL,
      "environ_setup(header_keys, header_key_for, server_names, server_name_for, build_environ)\n--\n\n"
      "The caches and Python helpers build_environ shares with sharedsock.wsgi."},

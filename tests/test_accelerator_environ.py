@@ -148,6 +148,51 @@ def test_bad_arguments_raise_instead_of_crashing():
         speedups.compiled.environ_setup({}, None, {}, None, None)
 
 
+class Head(RequestHead):
+    __slots__ = ()
+
+
+def test_heads_read_from_their_slots_or_asked_give_the_same_environ():
+    headers = [(b"Host", b"h.example"), (b"Cookie", b"a=1"), (b"Cookie", b"b=2")]
+    sub = Head("POST", b"/p?q=1", "1.0", headers, True, None, False, False, False)
+    compiled, python = both(sub, BASES[0], PEERS[0], "")
+    assert compiled == python
+    for name in ("method", "target", "version", "headers"):
+        unset = head_of("GET", b"/", "1.1", [(b"Host", b"h")])
+        delattr(unset, name)
+        with pytest.raises(AttributeError, match=name):
+            wsgi.build_environ(unset, BASES[0], "a", "1", "")
+
+
+def test_a_request_fills_its_environ_without_growing_its_table():
+    """A dict that grows reallocates and rehashes its table: once per request, before."""
+    import sys
+
+    headers = [(b"Host", b"h"), (b"User-Agent", b"Mozilla/5.0"), (b"Accept", b"text/html"),
+               (b"Accept-Language", b"en"), (b"Accept-Encoding", b"gzip"), (b"Cookie", b"a=1"),
+               (b"Referer", b"https://h/"), (b"Connection", b"keep-alive"), (b"Cache-Control", b"no-cache"),
+               (b"Upgrade-Insecure-Requests", b"1"), (b"Sec-Fetch-Mode", b"navigate")]
+    for base in BASES + [wsgi.with_room({**BASES[0], "HTTPS": "on"})]:
+        environ = wsgi.build_environ(head_of("GET", b"/a?b=c", "1.1", headers), base, "1.2.3.4", "5", "")
+        environ["wsgi.input"] = None
+        for extra in ("werkzeug.request", "flask.app", "x.y"):  # what a framework adds
+            environ[extra] = None
+        assert sys.getsizeof(environ) == sys.getsizeof(base), len(environ)
+        assert list(environ)[:len(base)] == list(base)
+
+
+def test_roomy_dict_copies_in_order_and_refuses_bad_arguments():
+    source = {"b": 1, "a": 2, 3: "c"}
+    roomy = speedups.compiled.roomy_dict(source, 10)
+    assert list(roomy.items()) == list(source.items()) and roomy is not source
+    with pytest.raises(TypeError):
+        speedups.compiled.roomy_dict([("a", 1)], 1)
+    with pytest.raises(ValueError):
+        speedups.compiled.roomy_dict({}, -1)
+    with pytest.raises(TypeError):
+        speedups.compiled.roomy_dict({})
+
+
 def test_pure_python_forced_uses_the_python_builder():
     code = "import sharedsock.wsgi as w; print(w.build_environ is w.python_build_environ)"
     assert test_accelerator.python_prints(code, SHAREDSOCK_PURE_PYTHON="1") == "True"
