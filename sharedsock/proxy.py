@@ -39,6 +39,10 @@ class TrustedProxies:
         self.x_proto = "x-forwarded-proto" in names
         self.x_host = "x-forwarded-host" in names
         self.x_port = "x-forwarded-port" in names
+        # The environ keys read, in a tuple: most requests carry none of them.
+        read = (("HTTP_X_FORWARDED_FOR", self.x_for), ("HTTP_X_FORWARDED_PROTO", self.x_proto),
+                ("HTTP_X_FORWARDED_HOST", self.x_host), ("HTTP_X_FORWARDED_PORT", self.x_port))
+        self.environ_keys = ("HTTP_FORWARDED",) if self.forwarded else tuple(k for k, on in read if on)
 
     def trusts(self, address: str) -> bool:
         if self.trust_all or address in self._exact:
@@ -65,6 +69,11 @@ def apply_proxy_headers(environ: dict, trusted: TrustedProxies) -> None:
 
     Call only when the peer itself is a trusted proxy.
     """
+    for key in trusted.environ_keys:
+        if key in environ:
+            break
+    else:
+        return
     if trusted.forwarded:
         value = environ.get("HTTP_FORWARDED")
         if value:
