@@ -272,6 +272,19 @@ static int plain_digits(PyObject *value)
     return 1;
 }
 
+/* The int of a plain_digits str: counted here up to 18 digits (no overflow), else by int(). */
+static PyObject *digits_value(PyObject *value)
+{
+    const Py_UCS1 *p = PyUnicode_1BYTE_DATA(value);
+    Py_ssize_t n = PyUnicode_GET_LENGTH(value), i;
+    long long total = 0;
+    if (n > 18)
+        return PyLong_FromUnicodeObject(value, 10);
+    for (i = 0; i < n; i++)
+        total = total * 10 + (p[i] - '0');
+    return PyLong_FromLongLong(total);
+}
+
 PyObject *check_start_response(PyObject *module, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
 {
     PyObject *status, *headers, *code, *content_length = NULL, *kept, *plan, *fields[P_COUNT];
@@ -309,7 +322,7 @@ PyObject *check_start_response(PyObject *module, PyObject *const *args, Py_ssize
         if (PyUnicode_CompareWithASCIIString(lname, "content-length") == 0) {
             if (content_length != NULL || !plain_digits(value))
                 goto python;  /* it refuses a second one, or reads a spaced one */
-            if ((content_length = PyLong_FromUnicodeObject(value, 10)) == NULL)
+            if ((content_length = digits_value(value)) == NULL)
                 return NULL;
         } else if (PyUnicode_CompareWithASCIIString(lname, "date") == 0) {
             has_date = 1;

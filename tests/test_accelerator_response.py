@@ -179,6 +179,9 @@ def check(check_start_response, status, headers) -> tuple:
 CHECK_STATUSES = ["200 OK", "204 No Content", "304 Not Modified", "101 Switching", "404 Not Found",
                   "200", "20 OK", "999 X", "200 Caf\xe9", "200 \u2603", Text("200 OK"), b"200 OK", None]
 CHECK_ITEMS = [("Content-Type", "text/plain"), ("Content-Length", "13"), ("Content-Length", "0013"),
+               ("Content-Length", "0"), ("Content-Length", "999999999999999999"),
+               ("Content-Length", "9223372036854775808"), ("Content-Length", "0" * 30 + "7"),
+               ("Content-Length", "123456789012345678901234567890"),
                ("content-length", "7"), ("Content-Length", " 5 "), ("Content-Length", ""),
                ("Content-Length", "\u0663"), ("Content-Length", "-1"), ("Content-Length", "1_0"),
                ("Date", "x"), ("Server", "app"), ("server", "b"), ("Connection", "close"),
