@@ -232,6 +232,7 @@ def _freeze(dest: Path, ref: str | None) -> tuple[Path, str]:
         subprocess.run(["tar", "-x", "-C", str(dest)], input=archive, check=True)
         commit = _run_text(["git", "-C", str(REPO), "rev-parse", "--short", ref])
         origin = f"git {ref} ({commit})"
+        _build_accelerator(dest / "sharedsock")
     else:
         shutil.copytree(REPO / "sharedsock", dest / "sharedsock",
                         ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
@@ -245,8 +246,29 @@ def _freeze(dest: Path, ref: str | None) -> tuple[Path, str]:
     return dest, f"{origin}, sha256 of its .py files {digest.hexdigest()[:12]}, {_accelerator(dest)}"
 
 
+def _build_accelerator(package: Path) -> None:
+    """Build a git ref's C sources next to its Python files, as its own install would.
+
+    Without its own build, ``import sharedsock._speedups`` from the copy falls through to
+    the editable install's finder, which hands it the working tree's build: one built
+    from other sources, which the copy then refuses (or, worse, half uses).
+    """
+    import sysconfig
+
+    sources = sorted(str(path) for path in package.glob("_*.c"))
+    compiler = shutil.which(os.environ.get("CC", "cc"))
+    if not sources or compiler is None:
+        return
+    target = package / ("_speedups" + sysconfig.get_config_var("EXT_SUFFIX"))
+    build = subprocess.run([compiler, "-shared", "-fPIC", "-O3", "-DNDEBUG",
+                            f"-I{sysconfig.get_paths()['include']}", *sources, "-o", str(target)],
+                           capture_output=True, text=True)
+    if build.returncode != 0:
+        raise SystemExit(f"bench: cannot build the accelerator of {package}: {build.stderr[-500:]}")
+
+
 def _accelerator(src: Path) -> str:
-    """Whether the frozen copy runs with the compiled accelerator (a git ref has none built)."""
+    """Whether the frozen copy runs with the compiled accelerator (built for a git ref)."""
     code = ("import sharedsock, sharedsock.speedups as s; "
             "print(sharedsock.__file__); print(s.describe())")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
