@@ -133,7 +133,7 @@ class RequestParser:
         self._failed = False
         self._paused = False  # after an upgrade request: nothing more is parsed
         self._closing = False  # the last request closes the connection: nothing may follow it
-        self._in_head = False
+        self.in_head = False  # a head has begun but not finished arriving (read per request: no property)
         self._head_bytes = 0
         self._tail = b""  # the last bytes of a head still arriving, to find a CRLFCRLF split in two
         self._line: bytes | None = b""  # the request line while it arrives in pieces; None once whole
@@ -199,16 +199,11 @@ class RequestParser:
     def failed(self) -> bool:
         return self._failed
 
-    @property
-    def in_head(self) -> bool:
-        """True while a request head has begun but not finished arriving."""
-        return self._in_head
-
     # -- the head ----------------------------------------------------------
 
     def _feed_head(self, data: bytes) -> bytes:
         """Feed llhttp the head's bytes (never more); returns what follows the head."""
-        if not self._in_head:
+        if not self.in_head:
             if data[0] in b"\r\n":
                 # RFC 9112 2.2: empty lines before a request line are ignored.
                 data = data.lstrip(b"\r\n")
@@ -222,16 +217,33 @@ class RequestParser:
             if end != -1:  # the common case: a whole head in one piece
                 end += 4
                 if _scan_head is not None:
-                    scanned = self._scanned_head(data, end)
+                    # The compiled scanner takes heads in a strict grammar (``_headscan.h``)
+                    # that llhttp and ``on_headers_complete`` would take identically, and
+                    # makes their checks left over (a Host for HTTP/1.1, a valid one, the
+                    # body limit). A head it declines goes to llhttp, which decides: this
+                    # path never refuses anything.
+                    limits = self._limits
+                    scanned = self._scanned = _scan_head(data, end, limits.request_line,
+                                                         limits.request_fields, limits.request_field_size,
+                                                         limits.request_body)
                     if scanned is not None:
-                        self._head = scanned
-                        self._events.append((HEAD, scanned))
-                        return self._head_done(data, end, None)
+                        events = self._events
+                        events.append((HEAD, scanned))
+                        if scanned.has_body:
+                            self._head = scanned
+                            return self._head_done(data, end, None)
+                        # What _head_done does for a head with no body (the scanner takes no
+                        # chunked or upgrade request): one call fewer for nearly every GET.
+                        self._current = scanned
+                        events.append((END, None))
+                        if not scanned.keep_alive:
+                            self._closing = True
+                        return data[end:] if end != len(data) else b""
                 self._fresh_llhttp()
                 self._line_length = data.find(b"\r\n")
                 return self._head_done(data, end, data if end == len(data) else data[:end])
             self._fresh_llhttp()
-            self._in_head = True
+            self.in_head = True
             self._head_bytes = 0
             self._tail = b""
             self._line = b""
@@ -248,7 +260,7 @@ class RequestParser:
         if line_error:
             raise ProtocolError(400, line_error)
         if end != -1:
-            self._in_head = False
+            self.in_head = False  # a head has begun but not finished arriving (read per request: no property)
             return self._head_done(data, end, None)
         self._head_bytes += len(data)
         if self._head_bytes > self._limits.head_bytes + _SLACK:
@@ -263,21 +275,6 @@ class RequestParser:
         if self._stale:
             self._parser = self._new_llhttp()
             self._stale = False
-
-    def _scanned_head(self, data: bytes, end: int) -> RequestHead | None:
-        """The head in ``data[:end]`` from the compiled scanner, or None to leave it to llhttp.
-
-        The scanner takes only heads in a strict grammar (``_headscan.h``) that llhttp
-        and ``on_headers_complete`` would take identically, and makes the checks of
-        theirs left over (a Host for HTTP/1.1, a valid one, the body limit). A head
-        that fails one goes to llhttp too, which then refuses it with its own status
-        and reason. So this path never refuses anything.
-        """
-        limits = self._limits
-        head = self._scanned = _scan_head(data, end, limits.request_line,  # type: ignore[misc]
-                                          limits.request_fields, limits.request_field_size,
-                                          limits.request_body)  # (the caller checked that it is there)
-        return head
 
     def _feed_llhttp(self, data: bytes) -> None:
         try:
