@@ -28,7 +28,6 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 from .errors import ConfigError
-from .wsgi import with_room
 
 if TYPE_CHECKING:
     from .config import Config
@@ -445,6 +444,7 @@ def https_base(base: dict, _cache: dict[int, tuple[dict, dict]] = {}) -> dict:  
     """The listener's environ template for a TLS connection (built once per listener)."""
     entry = _cache.get(id(base))
     if entry is None or entry[0] is not base:
+        from .wsgi import with_room  # the request path's: the master, which imports this, has none
         entry = _cache[id(base)] = (base, with_room({**base, "wsgi.url_scheme": "https", "HTTPS": "on"}))
     return entry[1]
 
