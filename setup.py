@@ -9,7 +9,8 @@ from setuptools import Extension, setup
 setup(ext_modules=[Extension("sharedsock._speedups",
                              sources=["sharedsock/_speedups.c", "sharedsock/_headscan.c",
                                       "sharedsock/_environ.c", "sharedsock/_response.c",
-                                      "sharedsock/_slots.c"],
+                                      "sharedsock/_slots.c", "sharedsock/_inline_watch.c"],
                              depends=["sharedsock/_headscan.h", "sharedsock/_environ.h",
-                                      "sharedsock/_response.h", "sharedsock/_slots.h"],
+                                      "sharedsock/_response.h", "sharedsock/_slots.h",
+                                      "sharedsock/_inline_watch.h"],
                              optional=True)])

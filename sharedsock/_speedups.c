@@ -14,6 +14,7 @@
 #include "_response.h"
 #include "_headscan.h"
 #include "_slots.h"
+#include "_inline_watch.h"
 
 #define MAX_FIELDS 128
 
@@ -205,6 +206,13 @@ static PyMethodDef methods[] = {
     {"check_setup", (PyCFunction)(void (*)(void))check_setup, METH_FASTCALL,
      "check_setup(check_start_response, ResponsePlan, statuses, items, notable)\n--\n\n"
      "The Python check and the caches check_start_response shares with sharedsock.http.response."},
+    {"inline_begin", inline_begin, METH_NOARGS, "An inline request begins (see _inline_watch.c)."},
+    {"inline_end", inline_end, METH_NOARGS, "The inline request ended."},
+    {"inline_still", inline_still, METH_O, "inline_still(seq)\n--\n\nWhether request seq still runs inline."},
+    {"inline_stop", inline_stop, METH_NOARGS, "Ends every inline_wait, now and later."},
+    {"inline_wait", (PyCFunction)(void (*)(void))inline_wait, METH_FASTCALL,
+     "inline_wait(poll, quiet, main_cpu_clock)\n--\n\n"
+     "sharedsock.inline_watch.InlineWatch.wait, polling without the GIL."},
     {"roomy_dict", (PyCFunction)(void (*)(void))roomy_dict, METH_FASTCALL,
      "roomy_dict(mapping, room)\n--\n\n"
      "A copy of the dict with room for room more keys: copies of it clone that room (see _environ.c)."},

@@ -49,6 +49,7 @@ from .connection import CLOSED, READY, WAIT, Connection, ServerContext, Turn
 from .heap import keep_freed_memory
 from .hooks import request_hooks
 from .http.parser import Limits
+from .inline_watch import inline_watch
 from .listeners import Listener
 from .logs import AccessLog, format_exception_line, log, reopen_logs
 from .proxy import TrustedProxies
@@ -129,6 +130,8 @@ class Worker:
         self.stand_in_asleep = False
         self.main_thread = threading.get_ident()
         self.stand_in_wake = threading.Event()
+        self.watch = inline_watch(STAND_IN_POLL, STAND_IN_QUIET, _thread_cpu_clock(self.main_thread))
+        self.inline_begin, self.inline_end = self.watch.begin, self.watch.end  # per request: no lookups
         self.inline_backoff = INLINE_BACKOFF_MIN
         self.last_takeover = 0.0
         self.ctx: ServerContext | None = None
@@ -520,11 +523,13 @@ class Worker:
         what it would without threads.
         """
         self.inline_conn = conn
+        self.inline_begin()
         if self.stand_in_asleep:
             self.stand_in_wake.set()
         lock = self.loop_lock
         lock.release()
         state = conn.serve()
+        self.inline_end()
         if not lock.acquire(False) and self._take_loop_back():
             self.inline_conn = None
             self._after_takeover(conn, state, watched)
@@ -584,52 +589,30 @@ class Worker:
     def _stand_in(self) -> None:
         """Takes over the loop while the main thread serves a slow request inline.
 
-        It polls only while requests are being served inline (and sleeps on an
-        event otherwise): checking costs it the interpreter lock, a wake-up per
-        request would cost more. A request still running a whole poll later is
-        slow, unless the poll itself came late while the main thread got no CPU:
-        then the whole process may have stood still (the host, swapping) and the
-        request be as quick as ever, so the next poll decides, once per request.
-        Taking over, it first parks one pool thread for the request still running
-        inline, so at most --threads requests run at once.
+        It watches only while requests are being served inline (and sleeps on an
+        event otherwise): a wake-up per request would cost more. A request still
+        running a whole poll later is slow (see ``inline_watch``). Taking over, it
+        first parks one pool thread for the request still running inline, so at most
+        --threads requests run at once.
         """
-        ctx = self.ctx
-        main_cpu = _thread_cpu_clock(self.main_thread)
-        seen_conn: Connection | None = None
-        seen_served = -1
-        skipped = False  # a late poll was let pass for this request already
-        active = time.monotonic()
+        watch = self.watch
         while not self.loop_over:
-            if time.monotonic() - active > STAND_IN_QUIET:
+            slow = watch.wait()
+            if slow is None:  # quiet, or the loop is over
+                if self.loop_over:
+                    break
                 self.stand_in_asleep = True
                 if self.inline_conn is None:
                     self.stand_in_wake.wait()
                 self.stand_in_wake.clear()
                 self.stand_in_asleep = False
-                seen_conn, seen_served = None, -1
-                active = time.monotonic()
                 continue
-            polled = time.monotonic()
-            cpu = time.clock_gettime(main_cpu) if main_cpu is not None else 0.0
-            time.sleep(STAND_IN_POLL)
-            conn, served = self.inline_conn, ctx.requests_served
-            if conn is None or conn is not seen_conn or served != seen_served:
-                if conn is not None:
-                    active = time.monotonic()
-                seen_conn, seen_served, skipped = conn, served, False
-                continue
-            # Once per request: a request waiting on I/O gets no CPU either, and on a
-            # busy host every poll may come late.
-            if not skipped and main_cpu is not None and time.monotonic() - polled > 2 * STAND_IN_POLL \
-                    and time.clock_gettime(main_cpu) - cpu < STAND_IN_POLL / 2:
-                skipped = True
-                continue  # stood still: the next poll decides
+            seq, waited = slow
             if not self.loop_over and self.loop_lock.acquire(False):
-                if self.inline_conn is conn and ctx.requests_served == served:
-                    self._lead_for_main(time.monotonic() - polled)
+                if watch.still(seq):
+                    self._lead_for_main(waited)
                 else:  # that request ended, and the lock was free before the next began
                     self.loop_lock.release()
-            seen_conn, seen_served = None, -1
 
     def _lead_for_main(self, waited: float) -> None:
         """The stand-in, holding ``loop_lock``: run the loop until the main thread wants it.
@@ -1063,6 +1046,7 @@ class Worker:
 
     def _shutdown(self) -> None:
         self.loop_over = True
+        self.watch.stop()
         self.stand_in_wake.set()
         for conn in list(self.conns.values()):
             conn.close()

@@ -48,7 +48,8 @@ def test_scanner_survives_the_seed_corpus_and_mutations_under_asan(tmp_path):
 
 # The Python-facing parts (environ builder, response head renderer, the scanner's wrapper)
 # run inside the interpreter: their differential tests run again against an ASan build.
-_UNDER_ASAN = ["test_accelerator.py", "test_accelerator_environ.py", "test_accelerator_response.py"]
+_UNDER_ASAN = ["test_accelerator.py", "test_accelerator_environ.py", "test_accelerator_response.py",
+               "test_inline_watch.py"]
 _RUNNER = """
 import sys
 sys.path.insert(0, sys.argv[1])

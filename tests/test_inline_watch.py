@@ -1,0 +1,109 @@
+"""The stand-in's watch reports a request that ran a whole poll, and nothing else.
+
+Both implementations, on a real thread: the Python definition and the compiled one,
+which polls with the interpreter lock released. The compiled one's state is per
+process, and stop() is for good, so that case runs in a fresh interpreter.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+import test_accelerator
+
+from sharedsock import inline_watch, speedups
+
+POLL = 0.005
+KINDS = ["python", "compiled"]
+
+
+def make(kind: str, quiet: float = 30.0):
+    if kind == "compiled":
+        if not speedups.ACCELERATED:
+            pytest.skip(f"no compiled watch to test: {speedups.describe()}")
+        return inline_watch.CompiledInlineWatch(POLL, quiet, time.pthread_getcpuclockid(threading.get_ident()))
+    return inline_watch.InlineWatch(POLL, quiet, time.pthread_getcpuclockid(threading.get_ident()))
+
+
+def waiting(watch) -> tuple[threading.Thread, list]:
+    out: list = []
+    thread = threading.Thread(target=lambda: out.append(watch.wait()), daemon=True)
+    thread.start()
+    return thread, out
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_request_running_a_whole_poll_is_reported_with_its_number(kind):
+    watch = make(kind)
+    watch.begin()
+    try:
+        thread, out = waiting(watch)
+        thread.join(30)
+        assert not thread.is_alive()
+        seq, waited = out[0]
+        assert watch.still(seq) and waited >= POLL * 0.9
+    finally:
+        watch.end()
+    assert not watch.still(seq)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_the_next_request_is_never_taken_for_the_last(kind):
+    """A sample of one request must not match the next on the same connection."""
+    watch = make(kind)
+    watch.begin()
+    thread, out = waiting(watch)
+    thread.join(30)
+    seq, _ = out[0]
+    watch.end()
+    watch.begin()
+    try:
+        assert not watch.still(seq)
+    finally:
+        watch.end()
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_nothing_served_is_quiet(kind):
+    watch = make(kind, quiet=0.05)
+    started = time.monotonic()
+    assert watch.wait() is None
+    assert time.monotonic() - started >= 0.05
+
+
+def test_python_stop_ends_a_wait():
+    watch = make("python")
+    thread, out = waiting(watch)
+    watch.stop()
+    thread.join(30)
+    assert not thread.is_alive() and out == [None]
+
+
+def test_compiled_stop_ends_a_wait_and_every_later_one():
+    if not speedups.ACCELERATED:
+        pytest.skip(f"no compiled watch to test: {speedups.describe()}")
+    code = (
+        "import threading, time\n"
+        "from sharedsock.inline_watch import CompiledInlineWatch\n"
+        "w = CompiledInlineWatch(0.005, 30.0, None)\n"
+        "out = []\n"
+        "t = threading.Thread(target=lambda: out.append(w.wait()), daemon=True)\n"
+        "t.start(); time.sleep(0.05); w.stop(); t.join(30)\n"
+        "w.begin()\n"
+        "print(t.is_alive(), out, w.wait())\n")
+    assert test_accelerator.python_prints(code) == "False [None] None"
+
+
+def test_bad_arguments_are_refused():
+    if not speedups.ACCELERATED:
+        pytest.skip(f"no compiled watch to test: {speedups.describe()}")
+    with pytest.raises(TypeError):
+        speedups.compiled.inline_wait(0.002, 1.0)
+    with pytest.raises(TypeError):
+        speedups.compiled.inline_wait(2, 1.0, None)
+    with pytest.raises(ValueError):
+        speedups.compiled.inline_wait(0.0, 1.0, None)
+    with pytest.raises(TypeError):
+        speedups.compiled.inline_still("1")
