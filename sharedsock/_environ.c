@@ -223,17 +223,9 @@ static int set_server_name(PyObject *environ)
     return set_new(environ, k_server_name, name);
 }
 
-/* A head's field: read from its slot when it is a RequestHead, else asked for (a new reference). */
 static PyObject *head_field(PyObject *head, int index, PyObject *name)
 {
-    if (Py_TYPE(head) == request_head.type) {
-        PyObject *value = slots_get(&request_head, head, index);
-        if (value != NULL) {
-            Py_INCREF(value);
-            return value;
-        }
-    }
-    return PyObject_GetAttr(head, name);
+    return slots_field(&request_head, head, index, name);
 }
 
 PyObject *build_environ(PyObject *module, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)

@@ -103,17 +103,9 @@ static PyObject *current_date(void)
     return date_text;
 }
 
-/* A plan's field: read from its slot when it is a ResponsePlan, else asked for (a new reference). */
 static PyObject *plan_field(PyObject *plan, int index, PyObject *name)
 {
-    if (Py_TYPE(plan) == plan_layout.type) {
-        PyObject *value = slots_get(&plan_layout, plan, index);
-        if (value != NULL) {
-            Py_INCREF(value);
-            return value;
-        }
-    }
-    return PyObject_GetAttr(plan, name);
+    return slots_field(&plan_layout, plan, index, name);
 }
 
 static int field_true(PyObject *plan, int index, PyObject *name)

@@ -28,4 +28,18 @@ static inline PyObject *slots_get(const slot_layout *layout, PyObject *obj, Py_s
     return *(PyObject **)((char *)obj + layout->offsets[i]);
 }
 
+/* A field of ``obj``: from its slot when obj is of the layout's exact type and the slot is
+ * set, else through getattr (so subclasses and unset slots behave as in Python). New reference. */
+static inline PyObject *slots_field(const slot_layout *layout, PyObject *obj, Py_ssize_t i, PyObject *name)
+{
+    if (Py_TYPE(obj) == layout->type) {
+        PyObject *value = slots_get(layout, obj, i);
+        if (value != NULL) {
+            Py_INCREF(value);
+            return value;
+        }
+    }
+    return PyObject_GetAttr(obj, name);
+}
+
 #endif
