@@ -24,9 +24,10 @@ static long mode_chunked, mode_close;
 static PyObject *s_status, *s_headers, *s_has_date, *s_has_server;
 
 /* ResponsePlan's fields, in the order of its __slots__. */
-static const char *const plan_names[] = {"status", "status_code", "headers", "content_length",
-                                         "app_wants_close", "has_date", "has_server", "may_have_body"};
 enum { P_STATUS, P_CODE, P_HEADERS, P_LENGTH, P_CLOSE, P_DATE, P_SERVER, P_BODY, P_COUNT };
+const char *const response_plan_fields[P_COUNT + 1] = {
+    "status", "status_code", "headers", "content_length", "app_wants_close", "has_date", "has_server",
+    "may_have_body", NULL};
 static slot_layout plan_layout;  /* type NULL until check_setup */
 
 /* The Date line changes once a second: asked of Python then, and kept for the rest of it. */
@@ -233,7 +234,7 @@ PyObject *check_setup(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
                         "items: dict, notable: frozenset)");
         return NULL;
     }
-    if (slots_resolve(&plan_layout, args[1], plan_names, P_COUNT) < 0)
+    if (slots_resolve(&plan_layout, args[1], response_plan_fields, P_COUNT) < 0)
         return NULL;
     Py_INCREF(args[0]);
     Py_XSETREF(py_check, args[0]);

@@ -5,6 +5,7 @@
 #include <Python.h>
 
 int response_init(void);
+extern const char *const response_plan_fields[];  /* ResponsePlan.__slots__, NULL-terminated */
 PyObject *response_setup(PyObject *module, PyObject *const *args, Py_ssize_t nargs);
 PyObject *render_head(PyObject *module, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames);
 

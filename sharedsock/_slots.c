@@ -16,9 +16,9 @@
 
 #include "_slots.h"
 
-const char *const request_head_fields[H_COUNT] = {
+const char *const request_head_fields[H_COUNT + 1] = {
     "method", "target", "version", "headers", "keep_alive", "content_length", "chunked",
-    "expect_continue", "upgrade", "has_body"};
+    "expect_continue", "upgrade", "has_body", NULL};
 slot_layout request_head;
 
 static int same_names(PyObject *slots, const char *const *names, Py_ssize_t count)
@@ -89,6 +89,25 @@ int slots_resolve(slot_layout *layout, PyObject *type, const char *const *names,
     layout->count = count;
     memcpy(layout->offsets, offsets, sizeof(Py_ssize_t) * (size_t)count);
     return 0;
+}
+
+/* The names as a tuple of str: the module publishes what it fills, so sharedsock.speedups can
+ * leave a build for other sources unused instead of failing at the first setup. */
+PyObject *slots_names(const char *const *names, Py_ssize_t count)
+{
+    PyObject *tuple = PyTuple_New(count);
+    Py_ssize_t i;
+    if (tuple == NULL)
+        return NULL;
+    for (i = 0; i < count; i++) {
+        PyObject *name = PyUnicode_InternFromString(names[i]);
+        if (name == NULL) {
+            Py_DECREF(tuple);
+            return NULL;
+        }
+        PyTuple_SET_ITEM(tuple, i, name);
+    }
+    return tuple;
 }
 
 /* A new object with ``values`` (borrowed, one per slot, in the layout's order) in its slots. */

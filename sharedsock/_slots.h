@@ -14,12 +14,13 @@ typedef struct {
 
 int slots_resolve(slot_layout *layout, PyObject *type, const char *const *names, Py_ssize_t count);
 PyObject *slots_new(const slot_layout *layout, PyObject *const *values);
+PyObject *slots_names(const char *const *names, Py_ssize_t count);
 
 /* RequestHead's fields, in the order of its __slots__ (sharedsock/http/parser.py): scan_head
  * makes these objects and build_environ reads them. */
 enum { H_METHOD, H_TARGET, H_VERSION, H_HEADERS, H_KEEP_ALIVE, H_LENGTH, H_CHUNKED, H_EXPECT,
        H_UPGRADE, H_BODY, H_COUNT };
-extern const char *const request_head_fields[H_COUNT];
+extern const char *const request_head_fields[H_COUNT + 1];  /* NULL-terminated */
 extern slot_layout request_head;  /* type NULL until head_setup */
 
 /* The value in slot ``i`` of an object of the layout's exact type (borrowed; NULL if unset). */

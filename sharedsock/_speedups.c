@@ -222,11 +222,24 @@ static PyMethodDef methods[] = {
     {NULL, NULL, 0, NULL},
 };
 
+static int add_names(PyObject *module, const char *attribute, const char *const *names)
+{
+    Py_ssize_t count = 0;
+    PyObject *tuple;
+    int result;
+    while (names[count] != NULL)
+        count++;
+    if ((tuple = slots_names(names, count)) == NULL)
+        return -1;
+    result = PyModule_AddObjectRef(module, attribute, tuple);
+    Py_DECREF(tuple);
+    return result;
+}
+
 static int exec_module(PyObject *module)
 {
     static const char *const names[] = {"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"};
     int i;
-    (void)module;
     hs_init();
     if (environ_init() < 0 || response_init() < 0)
         return -1;
@@ -238,7 +251,9 @@ static int exec_module(PyObject *module)
         return -1;
     if (versions[1] == NULL && (versions[1] = PyUnicode_InternFromString("1.1")) == NULL)
         return -1;
-    return 0;
+    if (add_names(module, "REQUEST_HEAD_SLOTS", request_head_fields) < 0)
+        return -1;
+    return add_names(module, "RESPONSE_PLAN_SLOTS", response_plan_fields);
 }
 
 static PyModuleDef_Slot slots[] = {

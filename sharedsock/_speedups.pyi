@@ -1,6 +1,9 @@
 from collections.abc import Callable
 from typing import Any
 
+REQUEST_HEAD_SLOTS: tuple[str, ...]
+RESPONSE_PLAN_SLOTS: tuple[str, ...]
+
 def scan_head(data: bytes, end: int, request_line: int, request_fields: int, request_field_size: int,
               request_body: int, /) -> Any: ...
 def head_setup(request_head: type, hosts: dict, valid_host: Callable[[bytes], bool], /) -> None: ...

@@ -19,8 +19,9 @@ from typing import Any
 
 FORCED_OFF = os.environ.get("SHAREDSOCK_PURE_PYTHON", "") not in ("", "0")
 
-# What the Python side binds to. An extension built from older sources (a source tree
-# updated without rebuilding) lacks some of them: it is left unused, not half used.
+# What the Python side binds to. An extension built from other sources (a source tree
+# updated without rebuilding) lacks some of them, or fills records whose slots have
+# changed since: it is left unused, not half used.
 FUNCTIONS = ("scan_head", "head_setup", "build_environ", "environ_setup", "roomy_dict",
              "check_start_response", "check_setup", "render_head", "response_setup", "inline_begin",
              "inline_end", "inline_still", "inline_stop", "inline_wait")
@@ -34,7 +35,10 @@ if not FORCED_OFF:
     except ImportError:
         pass
     else:
-        if all(hasattr(_speedups, name) for name in FUNCTIONS):
+        from .http.records import RequestHead, ResponsePlan
+        if (all(hasattr(_speedups, name) for name in FUNCTIONS)
+                and getattr(_speedups, "REQUEST_HEAD_SLOTS", None) == RequestHead.__slots__
+                and getattr(_speedups, "RESPONSE_PLAN_SLOTS", None) == ResponsePlan.__slots__):
             compiled = _speedups
             scan_head = _speedups.scan_head
         else:

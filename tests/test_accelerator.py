@@ -23,6 +23,7 @@ from sharedsock import speedups
 from sharedsock.errors import ProtocolError
 from sharedsock.http import parser as http_parser
 from sharedsock.http.parser import DATA, ERROR, HEAD, Limits, RequestHead, RequestParser
+from sharedsock.http.records import ResponsePlan
 
 GOOD = b"GET /first HTTP/1.1\r\nHost: example\r\n\r\n"
 AFTER = b"GET /after HTTP/1.1\r\nHost: example\r\n\r\n"
@@ -234,3 +235,28 @@ def test_an_extension_built_from_older_sources_is_left_unused():
     assert python_prints(code).splitlines() == [
         "False pure Python (the compiled accelerator is out of date: reinstall to rebuild it)",
         "True True"]
+
+
+@pytest.mark.parametrize("record", ["RequestHead", "ResponsePlan"])
+def test_an_extension_filling_other_slots_is_left_unused(record):
+    """A field added to a record in Python alone, the extension not rebuilt: the server
+    runs in pure Python and says why, instead of failing at import with a traceback."""
+    code = (
+        "import sharedsock.http.records as records\n"
+        f"old = records.{record}\n"
+        f"class {record}:\n"
+        "    __slots__ = old.__slots__ + ('added',)\n"
+        f"records.{record} = {record}\n"
+        "import sharedsock.speedups as s, sharedsock.wsgi as w, sharedsock.http.response as r\n"
+        "import sharedsock.http.parser as p\n"
+        "print(s.ACCELERATED, s.describe())\n"
+        "print(w.build_environ is w.python_build_environ, r.render_head is r.python_render_head)\n"
+    )
+    assert python_prints(code).splitlines() == [
+        "False pure Python (the compiled accelerator is out of date: reinstall to rebuild it)",
+        "True True"]
+
+
+def test_the_extension_publishes_the_slots_it_fills():
+    assert speedups.compiled.REQUEST_HEAD_SLOTS == RequestHead.__slots__
+    assert speedups.compiled.RESPONSE_PLAN_SLOTS == ResponsePlan.__slots__

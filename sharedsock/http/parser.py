@@ -25,6 +25,7 @@ import httptools
 from ..errors import ProtocolError
 from ..speedups import compiled as _speedups
 from ..speedups import scan_head as _scan_head
+from .records import RequestHead
 
 # Event kinds, in the order one request produces them.
 HEAD = 0  # payload: RequestHead
@@ -44,34 +45,6 @@ class Limits:
     def head_bytes(self) -> int:
         """An upper bound on a whole request head that respects every other limit."""
         return self.request_line + 2 + self.request_fields * (self.request_field_size + 2) + 2
-
-
-class RequestHead:
-    """The request line and headers, exactly as received (header names keep their case).
-
-    The compiled scanner makes these without running ``__init__`` (``_slots.c``): a
-    field added here must be added there, or the extension refuses to load the class.
-    """
-
-    __slots__ = ("method", "target", "version", "headers", "keep_alive", "content_length",
-                 "chunked", "expect_continue", "upgrade", "has_body")
-
-    def __init__(self, method: str, target: bytes, version: str, headers: list[tuple[bytes, bytes]],
-                 keep_alive: bool, content_length: int | None, chunked: bool, expect_continue: bool,
-                 upgrade: bool) -> None:
-        self.method = method
-        self.target = target
-        self.version = version
-        self.headers = headers
-        self.keep_alive = keep_alive
-        self.content_length = content_length
-        self.chunked = chunked
-        self.expect_continue = expect_continue
-        self.upgrade = upgrade
-        self.has_body = chunked or bool(content_length)  # read twice per request: not a property
-
-    def __repr__(self) -> str:
-        return f"<RequestHead {self.method} {self.target!r} HTTP/{self.version}>"
 
 
 _SUPPORTED_VERSIONS = ("1.1", "1.0")

@@ -14,6 +14,7 @@ from http import HTTPStatus
 
 from ..errors import ProtocolError
 from ..speedups import compiled as _speedups
+from .records import ResponsePlan
 
 # Body framing modes.
 LENGTH = 0
@@ -58,30 +59,6 @@ class DateCache:
 
 
 DATE = DateCache()
-
-
-class ResponsePlan:
-    """What the app asked for, checked; produced by ``check_start_response``.
-
-    The compiled check makes these without running ``__init__`` (``_slots.c``): a
-    field added here must be added there, or the extension refuses to load the class.
-    """
-
-    __slots__ = ("status", "status_code", "headers", "content_length", "app_wants_close",
-                 "has_date", "has_server", "may_have_body")
-
-    def __init__(self, status: str, status_code: int, headers: list[tuple[str, str]],
-                 content_length: int | None, app_wants_close: bool, has_date: bool = False,
-                 has_server: bool = False) -> None:
-        self.status = status
-        self.status_code = status_code
-        self.headers = headers
-        self.content_length = content_length
-        self.app_wants_close = app_wants_close
-        self.has_date = has_date
-        self.has_server = has_server
-        # False for the statuses that never carry a body (RFC 9110 15.2, 15.3.5, 15.4.5).
-        self.may_have_body = status_code >= 200 and status_code != 204 and status_code != 304
 
 
 _NAMES: dict[str, str] = {}  # header names already validated -> lower case
