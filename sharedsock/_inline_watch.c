@@ -9,6 +9,7 @@
 
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <time.h>
 
@@ -17,6 +18,18 @@
 static atomic_ullong serve_seq;  /* bumped as each inline request begins */
 static atomic_int serving;       /* 1 while one runs */
 static atomic_int stopped;
+static atomic_int asleep;        /* 1 while the stand-in sleeps through a quiet spell */
+static pthread_mutex_t sleep_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t sleep_cond = PTHREAD_COND_INITIALIZER;
+
+static void wake_sleeper(int always)
+{
+    if (always || atomic_load(&asleep)) {
+        pthread_mutex_lock(&sleep_lock);
+        pthread_cond_broadcast(&sleep_cond);
+        pthread_mutex_unlock(&sleep_lock);
+    }
+}
 
 PyObject *inline_begin(PyObject *module, PyObject *unused)
 {
@@ -24,6 +37,7 @@ PyObject *inline_begin(PyObject *module, PyObject *unused)
     (void)unused;
     atomic_fetch_add(&serve_seq, 1);
     atomic_store(&serving, 1);
+    wake_sleeper(0);  /* asleep is read after serving is set: see sleep_until_begun */
     Py_RETURN_NONE;
 }
 
@@ -49,7 +63,28 @@ PyObject *inline_stop(PyObject *module, PyObject *unused)
     (void)module;
     (void)unused;
     atomic_store(&stopped, 1);
+    wake_sleeper(1);
     Py_RETURN_NONE;
+}
+
+PyObject *inline_sleeping(PyObject *module, PyObject *unused)
+{
+    (void)module;
+    (void)unused;
+    return PyBool_FromLong(atomic_load(&asleep));
+}
+
+/* Until a request begins after ``seq`` (or the watch stops). asleep is set before the
+ * counters are checked and inline_begin sets them before it reads asleep, so one of the
+ * two sees the other: either no sleep begins, or the signal finds it. */
+static void sleep_until_begun(unsigned long long seq)
+{
+    pthread_mutex_lock(&sleep_lock);
+    atomic_store(&asleep, 1);
+    while (!atomic_load(&stopped) && !atomic_load(&serving) && atomic_load(&serve_seq) == seq)
+        pthread_cond_wait(&sleep_cond, &sleep_lock);
+    atomic_store(&asleep, 0);
+    pthread_mutex_unlock(&sleep_lock);
 }
 
 static double seconds(clockid_t clock)
@@ -61,7 +96,8 @@ static double seconds(clockid_t clock)
 }
 
 /* inline_wait(poll, quiet, main_cpu_clock or None): (seq, waited) once the request served
- * inline has run a whole poll; None after ``quiet`` seconds with none served, or once stopped. */
+ * inline has run a whole poll; None once stopped. After ``quiet`` seconds with none served
+ * it stops polling until one begins. */
 PyObject *inline_wait(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
     double poll, quiet, polled, cpu = 0.0, active, now, waited = 0.0;
@@ -100,10 +136,15 @@ PyObject *inline_wait(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         seq = atomic_load(&serve_seq);
         now = seconds(CLOCK_MONOTONIC);
         if (!running || !have_seen || seq != seen) {
-            if (running)
+            if (running) {
                 active = now;
-            else if (now - active > quiet)
-                break;
+            } else if (now - active > quiet) {
+                sleep_until_begun(seq);
+                active = seconds(CLOCK_MONOTONIC);
+                have_seen = 0;
+                skipped = 0;
+                continue;
+            }
             have_seen = running;
             seen = seq;
             skipped = 0;

@@ -8,6 +8,7 @@ PyObject *inline_begin(PyObject *module, PyObject *unused);
 PyObject *inline_end(PyObject *module, PyObject *unused);
 PyObject *inline_still(PyObject *module, PyObject *seq);
 PyObject *inline_stop(PyObject *module, PyObject *unused);
+PyObject *inline_sleeping(PyObject *module, PyObject *unused);
 PyObject *inline_wait(PyObject *module, PyObject *const *args, Py_ssize_t nargs);
 
 #endif

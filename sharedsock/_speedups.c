@@ -210,6 +210,8 @@ static PyMethodDef methods[] = {
     {"inline_end", inline_end, METH_NOARGS, "The inline request ended."},
     {"inline_still", inline_still, METH_O, "inline_still(seq)\n--\n\nWhether request seq still runs inline."},
     {"inline_stop", inline_stop, METH_NOARGS, "Ends every inline_wait, now and later."},
+    {"inline_sleeping", inline_sleeping, METH_NOARGS,
+     "Whether inline_wait sleeps through a quiet spell, until the next inline_begin."},
     {"inline_wait", (PyCFunction)(void (*)(void))inline_wait, METH_FASTCALL,
      "inline_wait(poll, quiet, main_cpu_clock)\n--\n\n"
      "sharedsock.inline_watch.InlineWatch.wait, polling without the GIL."},

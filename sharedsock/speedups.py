@@ -24,7 +24,7 @@ FORCED_OFF = os.environ.get("SHAREDSOCK_PURE_PYTHON", "") not in ("", "0")
 # changed since: it is left unused, not half used.
 FUNCTIONS = ("scan_head", "head_setup", "build_environ", "environ_setup", "roomy_dict",
              "check_start_response", "check_setup", "render_head", "response_setup", "inline_begin",
-             "inline_end", "inline_still", "inline_stop", "inline_wait")
+             "inline_end", "inline_still", "inline_stop", "inline_sleeping", "inline_wait")
 
 compiled: ModuleType | None = None  # the extension module, when built, current and not switched off
 scan_head: Callable[[bytes, int, int, int, int, int], Any] | None = None  # a RequestHead or None

@@ -127,9 +127,7 @@ class Worker:
         self.loop_wanted = False
         self.loop_over = False
         self.hold: Any = None  # the lock a pool thread is parked on during a takeover
-        self.stand_in_asleep = False
         self.main_thread = threading.get_ident()
-        self.stand_in_wake = threading.Event()
         self.watch = inline_watch(STAND_IN_POLL, STAND_IN_QUIET, _thread_cpu_clock(self.main_thread))
         self.inline_begin, self.inline_end = self.watch.begin, self.watch.end  # per request: no lookups
         self.inline_backoff = INLINE_BACKOFF_MIN
@@ -524,8 +522,6 @@ class Worker:
         """
         self.inline_conn = conn
         self.inline_begin()
-        if self.stand_in_asleep:
-            self.stand_in_wake.set()
         lock = self.loop_lock
         lock.release()
         state = conn.serve()
@@ -589,24 +585,17 @@ class Worker:
     def _stand_in(self) -> None:
         """Takes over the loop while the main thread serves a slow request inline.
 
-        It watches only while requests are being served inline (and sleeps on an
-        event otherwise): a wake-up per request would cost more. A request still
-        running a whole poll later is slow (see ``inline_watch``). Taking over, it
-        first parks one pool thread for the request still running inline, so at most
-        --threads requests run at once.
+        It watches only while requests are being served inline, and sleeps through
+        quiet spells until the next one begins (see ``inline_watch``): polling all the
+        time would cost more. A request still running a whole poll later is slow.
+        Taking over, it first parks one pool thread for the request still running
+        inline, so at most --threads requests run at once.
         """
         watch = self.watch
         while not self.loop_over:
             slow = watch.wait()
-            if slow is None:  # quiet, or the loop is over
-                if self.loop_over:
-                    break
-                self.stand_in_asleep = True
-                if self.inline_conn is None:
-                    self.stand_in_wake.wait()
-                self.stand_in_wake.clear()
-                self.stand_in_asleep = False
-                continue
+            if slow is None:  # stopped: the loop is over
+                break
             seq, waited = slow
             if not self.loop_over and self.loop_lock.acquire(False):
                 if watch.still(seq):
@@ -1047,7 +1036,6 @@ class Worker:
     def _shutdown(self) -> None:
         self.loop_over = True
         self.watch.stop()
-        self.stand_in_wake.set()
         for conn in list(self.conns.values()):
             conn.close()
         self.conns.clear()

@@ -22,6 +22,7 @@ from test_tls import https_get, request, tls_connect, urls
 from tls_certs import make_certs
 
 from conftest import DEADLINE, called, pid_of, process_alive, wait_for
+from sharedsock.worker import STAND_IN_QUIET
 
 # Long beside the stand-in's takeover (a few ms): a request the pool could run would be in
 # the app by then.
@@ -80,6 +81,23 @@ def test_a_slow_request_served_inline_holds_up_no_other_client(start_server, gat
     # The loop's thread has the loop back; once the pause after a takeover is over, a
     # request finding the pool idle runs inline again.
     _inline_now(server, other)
+
+
+def test_a_slow_request_after_a_quiet_spell_is_still_taken_over(start_server, gates, start_method):
+    """After STAND_IN_QUIET without requests the stand-in sleeps; the next request wakes it."""
+    gates.make("late")
+    server = _start(start_server, gates, "--threads", "2", "--start-method", start_method)
+    slow, other = Client(server), Client(server)
+    _inline_now(server, slow)
+    _inline_now(server, other)
+    takeovers = server.log().count(TAKEOVER)
+    time.sleep(STAND_IN_QUIET * 1.5)  # the quiet spell itself: nothing to poll for
+    slow.send("/block?late")
+    wait_for(lambda: called(gates, "/block?late"), message="the slow request in the app")
+    assert _thread_of(other.get("/warm?after-quiet")).startswith("sharedsock-pool-")
+    wait_for(lambda: server.log().count(TAKEOVER) > takeovers, message="the takeover logged")
+    gates.release("late")
+    assert _thread_of(slow.read()) == "MainThread"
 
 
 def test_after_a_takeover_no_more_than_threads_requests_run_at_once(start_server, gates, start_method):

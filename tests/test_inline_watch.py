@@ -13,6 +13,7 @@ import time
 import pytest
 import test_accelerator
 
+from conftest import wait_for
 from sharedsock import inline_watch, speedups
 
 POLL = 0.005
@@ -65,12 +66,31 @@ def test_the_next_request_is_never_taken_for_the_last(kind):
         watch.end()
 
 
+def switches(thread: threading.Thread) -> int:
+    with open(f"/proc/self/task/{thread.native_id}/status") as status:
+        return sum(int(line.split()[1]) for line in status if "ctxt_switches" in line)
+
+
 @pytest.mark.parametrize("kind", KINDS)
-def test_nothing_served_is_quiet(kind):
+def test_a_quiet_watch_sleeps_until_the_next_request_begins(kind):
+    """After a quiet spell the watch stops polling, and the next request's start wakes it:
+    it must still see that request run a whole poll."""
     watch = make(kind, quiet=0.05)
-    started = time.monotonic()
-    assert watch.wait() is None
-    assert time.monotonic() - started >= 0.05
+    thread, out = waiting(watch)
+    try:
+        wait_for(watch.sleeping, message="the watch asleep after the quiet spell")
+        before = switches(thread)
+        time.sleep(20 * POLL)  # asleep, it neither wakes nor returns
+        assert thread.is_alive() and out == []
+        assert switches(thread) - before <= 2
+        watch.begin()
+        thread.join(30)
+        assert not thread.is_alive()
+        seq, waited = out[0]
+        assert watch.still(seq) and waited >= POLL * 0.9
+        assert not watch.sleeping()
+    finally:
+        watch.end()
 
 
 def test_python_stop_ends_a_wait():
@@ -81,16 +101,30 @@ def test_python_stop_ends_a_wait():
     assert not thread.is_alive() and out == [None]
 
 
-def test_compiled_stop_ends_a_wait_and_every_later_one():
+def test_python_stop_ends_a_sleep():
+    watch = make("python", quiet=0.01)
+    thread, out = waiting(watch)
+    wait_for(watch.sleeping, message="the watch asleep")
+    watch.stop()
+    thread.join(30)
+    assert not thread.is_alive() and out == [None]
+
+
+@pytest.mark.parametrize("quiet", [30.0, 0.01])
+def test_compiled_stop_ends_a_wait_and_every_later_one(quiet):
+    """Stopped while polling (quiet 30 s) or while asleep (quiet 10 ms)."""
     if not speedups.ACCELERATED:
         pytest.skip(f"no compiled watch to test: {speedups.describe()}")
     code = (
         "import threading, time\n"
         "from sharedsock.inline_watch import CompiledInlineWatch\n"
-        "w = CompiledInlineWatch(0.005, 30.0, None)\n"
+        f"w = CompiledInlineWatch(0.005, {quiet}, None)\n"
         "out = []\n"
         "t = threading.Thread(target=lambda: out.append(w.wait()), daemon=True)\n"
-        "t.start(); time.sleep(0.05); w.stop(); t.join(30)\n"
+        "t.start(); time.sleep(0.05)\n"
+        "deadline = time.monotonic() + 30\n"
+        f"while {quiet} < 1 and not w.sleeping() and time.monotonic() < deadline: time.sleep(0.005)\n"
+        "w.stop(); t.join(30)\n"
         "w.begin()\n"
         "print(t.is_alive(), out, w.wait())\n")
     assert test_accelerator.python_prints(code) == "False [None] None"
