@@ -5,7 +5,10 @@
  * let it go (the switch interval), then hand it back: about four context switches per
  * poll, a third of one per Flask request under load. Here the polls run with the lock
  * released, on two counters the main thread sets; it is taken only to report a request
- * that ran a whole poll, or a quiet spell. One worker per process: the state is static. */
+ * that ran a whole poll. A quiet spell is slept through on a condition variable that the
+ * next inline_begin signals, so the wake-up takes no interpreter lock either (in Python the
+ * woken thread wanted it from the main thread serving that very request). One worker per
+ * process: the state is static. */
 
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>

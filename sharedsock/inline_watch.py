@@ -2,9 +2,9 @@
 
 The main thread marks each inline request's start and end; the stand-in waits until
 one has run a whole poll (then it may take the loop over). After a quiet spell with
-nothing served inline it stops polling, and the next request's start wakes it. A poll that comes late
-while the main thread got no CPU may mean the whole process stood still (the host,
-swapping), so it decides nothing: the next poll does, once per request.
+nothing served inline it stops polling, and the next request's start wakes it. A poll
+that comes late while the main thread got no CPU may mean the whole process stood still
+(the host, swapping), so it decides nothing: the next poll does, once per request.
 
 ``InlineWatch`` is the definition. With the compiled accelerator the same rules run in
 C with the interpreter lock released between polls (``_inline_watch.c``): polling in

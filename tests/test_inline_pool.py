@@ -65,19 +65,36 @@ def test_a_request_finding_the_pool_idle_runs_on_the_loops_thread(start_server, 
     _inline_now(server)  # accepted, then served
 
 
+def _taken_over(server, gates, gate: str, slow: Client, other: Client) -> None:
+    """A slow request served inline is taken over: the pool serves ``other`` meanwhile."""
+    takeovers = server.log().count(TAKEOVER)
+    slow.send(f"/block?{gate}")
+    wait_for(lambda: called(gates, f"/block?{gate}"), message="the slow request in the app")
+    # The loop's thread is in the app: the stand-in has taken the loop, and a pool thread serves.
+    assert _thread_of(other.get(f"/warm?beside-{gate}")).startswith("sharedsock-pool-")
+    wait_for(lambda: server.log().count(TAKEOVER) > takeovers, message="the takeover logged")
+    gates.release(gate)
+    assert _thread_of(slow.read()) == "MainThread"
+
+
+def _threads_waiting_on_futex(pid: int) -> int:
+    """Threads of ``pid`` blocked on a futex (a lock, an event, a condition variable)."""
+    count = 0
+    for task in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{task}/wchan") as wchan:
+                count += wchan.read().startswith("futex")
+        except FileNotFoundError:
+            pass  # a thread that just ended
+    return count
+
+
 def test_a_slow_request_served_inline_holds_up_no_other_client(start_server, gates, start_method):
     gates.make("slow")
     server = _start(start_server, gates, "--threads", "2", "--start-method", start_method)
     slow, other = Client(server), Client(server)
     _inline_now(server, slow)
-    takeovers = server.log().count(TAKEOVER)
-    slow.send("/block?slow")
-    wait_for(lambda: called(gates, "/block?slow"), message="the slow request in the app")
-    # The loop's thread is in the app: the stand-in has taken the loop, and a pool thread serves.
-    assert _thread_of(other.get("/warm?2")).startswith("sharedsock-pool-")
-    wait_for(lambda: server.log().count(TAKEOVER) > takeovers, message="the takeover logged")
-    gates.release("slow")
-    assert _thread_of(slow.read()) == "MainThread"
+    _taken_over(server, gates, "slow", slow, other)
     # The loop's thread has the loop back; once the pause after a takeover is over, a
     # request finding the pool idle runs inline again.
     _inline_now(server, other)
@@ -88,16 +105,14 @@ def test_a_slow_request_after_a_quiet_spell_is_still_taken_over(start_server, ga
     gates.make("late")
     server = _start(start_server, gates, "--threads", "2", "--start-method", start_method)
     slow, other = Client(server), Client(server)
+    worker = pid_of(slow.get("/warm?pid")[2])
     _inline_now(server, slow)
     _inline_now(server, other)
-    takeovers = server.log().count(TAKEOVER)
-    time.sleep(STAND_IN_QUIET * 1.5)  # the quiet spell itself: nothing to poll for
-    slow.send("/block?late")
-    wait_for(lambda: called(gates, "/block?late"), message="the slow request in the app")
-    assert _thread_of(other.get("/warm?after-quiet")).startswith("sharedsock-pool-")
-    wait_for(lambda: server.log().count(TAKEOVER) > takeovers, message="the takeover logged")
-    gates.release("late")
-    assert _thread_of(slow.read()) == "MainThread"
+    # Asleep, the stand-in waits on a futex beside the two idle pool threads; polling, it
+    # sleeps in nanosleep between polls.
+    wait_for(lambda: _threads_waiting_on_futex(worker) >= 3, timeout=STAND_IN_QUIET + DEADLINE,
+             message="the stand-in asleep after its quiet spell")
+    _taken_over(server, gates, "late", slow, other)
 
 
 def test_after_a_takeover_no_more_than_threads_requests_run_at_once(start_server, gates, start_method):
